@@ -1,0 +1,87 @@
+"""Secrets and keys: environment, a 0600 key file, or a Prefect Secret block — never arguments.
+
+Lookup order for a secret NAME: environment variable ``CLUSTER_EVAL_<NAME>``, key file
+``CLUSTER_EVAL_HOME/keys/<name>`` (must be mode 0600), Prefect Secret block
+``cluster-eval-<name>`` (only when a Prefect API is configured).
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import secrets
+import stat
+from collections.abc import Mapping
+from pathlib import Path
+
+from tasks.errors import ConfigError
+from tasks.home import Home, write_private
+
+KEY_BYTES = 32
+PSEUDONYM_KEY = "pseudonym_key"
+CONTACT_KEY = "contact_key"
+EXTRACT_PASSPHRASE = "extract_passphrase"
+SMTP_PASSWORD = "smtp_password"
+PACK_PASSPHRASE = "pack_passphrase"
+
+
+def _env_name(name: str) -> str:
+    return f"CLUSTER_EVAL_{name.upper()}"
+
+
+def _read_key_file(path: Path) -> bytes:
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
+        raise ConfigError(f"key file {path} has mode {mode:o}; run: chmod 600 {path}")
+    return path.read_bytes().strip()
+
+
+def _prefect_secret(name: str, environ: Mapping[str, str]) -> str | None:
+    if not environ.get("PREFECT_API_URL"):
+        return None
+    try:
+        from prefect.blocks.system import Secret
+
+        return str(Secret.load(f"cluster-eval-{name.replace('_', '-')}").get())
+    except (ValueError, RuntimeError, OSError):
+        return None
+
+
+def get_secret(name: str, home: Home, environ: Mapping[str, str] | None = None) -> str | None:
+    """Return a secret string from env, 0600 key file or Prefect Secret block, else None."""
+    env = os.environ if environ is None else environ
+    value = env.get(_env_name(name))
+    if value:
+        return value
+    path = home.keys / name
+    if path.is_file():
+        return _read_key_file(path).decode("utf-8")
+    return _prefect_secret(name, env)
+
+
+def load_or_create_key(name: str, home: Home, environ: Mapping[str, str] | None = None) -> tuple[bytes, bool]:
+    """Return a 256-bit key (base64 in env/file/block) and whether it was just created."""
+    existing = get_secret(name, home, environ)
+    if existing:
+        try:
+            key = base64.urlsafe_b64decode(existing.encode("ascii"))
+        except (ValueError, UnicodeEncodeError):
+            raise ConfigError(f"secret {name} is not a base64 key of {KEY_BYTES} bytes") from None
+        if len(key) != KEY_BYTES:
+            raise ConfigError(f"secret {name} is not a base64 key of {KEY_BYTES} bytes")
+        return key, False
+    key = secrets.token_bytes(KEY_BYTES)
+    write_private(home.keys / name, base64.urlsafe_b64encode(key))
+    return key, True
+
+
+def require_key(name: str, home: Home, environ: Mapping[str, str] | None = None) -> bytes:
+    """Return an existing key, or raise ConfigError when it is missing (never create)."""
+    existing = get_secret(name, home, environ)
+    if not existing:
+        raise ConfigError(
+            f"key {name} is missing (expected {home.keys / name} or {_env_name(name)}); "
+            "it may have been destroyed by the retention schedule"
+        )
+    key, _ = load_or_create_key(name, home, environ)
+    return key
