@@ -1,0 +1,56 @@
+"""Contact store: AES-GCM per record, bound to its row, unreadable without its key."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from sqlalchemy import text
+
+from tasks.contacts import ContactRecord, delete_contact, load_contacts, store_contacts
+from tasks.errors import ConfigError
+from tasks.runtime import Runtime
+
+RECORD = ContactRecord("ZQXNAME1", "ZQXADDR1 Street", None, "Town", "QZ1 1AA",
+                       "zqxmail1@example.invalid", "07700 900001", "email", False)
+
+
+def _extract(conn, sha: str = "a" * 64) -> str:
+    conn.execute(text(
+        "INSERT INTO extracts (cluster_id, sha256, file_name, encryption, status, received_at)"
+        " VALUES ('pilot', :s, 'x.zip', 'aes-zip', 'ingested', '2022-01-01')"), {"s": sha})
+    return sha
+
+
+def test_round_trip_and_no_plaintext_at_rest(runtime: Runtime) -> None:
+    key = os.urandom(32)
+    with runtime.engine.begin() as conn:
+        sha = _extract(conn)
+        assert store_contacts(conn, key, "pilot", sha, {"fam1": RECORD}) == 1
+    with runtime.engine.connect() as conn:
+        stored = conn.execute(text("SELECT nonce, ciphertext FROM contacts")).one()
+        assert "ZQX" not in stored.ciphertext and "zqxmail" not in stored.ciphertext
+        assert load_contacts(conn, key, "pilot") == {"fam1": RECORD}
+        with pytest.raises(ConfigError, match="cannot be decrypted"):
+            load_contacts(conn, os.urandom(32), "pilot")
+    assert "ZQX" not in repr(RECORD)
+
+
+def test_records_are_bound_to_their_family(runtime: Runtime) -> None:
+    key = os.urandom(32)
+    with runtime.engine.begin() as conn:
+        sha = _extract(conn)
+        store_contacts(conn, key, "pilot", sha, {"fam1": RECORD, "fam2": RECORD})
+        conn.execute(text("UPDATE contacts SET family_pid = 'fam3' WHERE family_pid = 'fam1'"))
+    with runtime.engine.connect() as conn, pytest.raises(ConfigError):
+        load_contacts(conn, key, "pilot")
+
+
+def test_delete_one_family(runtime: Runtime) -> None:
+    key = os.urandom(32)
+    with runtime.engine.begin() as conn:
+        sha = _extract(conn)
+        store_contacts(conn, key, "pilot", sha, {"fam1": RECORD, "fam2": RECORD})
+        assert delete_contact(conn, "pilot", "fam1") == 1
+    with runtime.engine.connect() as conn:
+        assert list(load_contacts(conn, key, "pilot")) == ["fam2"]
