@@ -17,10 +17,11 @@ Checks, in order (all before any member content is returned, none parses table d
    nested archives by extension; encryption (see below); compression method
    (Stored or Deflate only: bzip2/LZMA can expand far more per read chunk, so they
    cannot be bounded while streaming); the sizes and ratios the headers claim.
-4. Streaming: every member is decompressed in 64 KiB chunks; the running total and
-   each member's ratio are checked after every chunk, so a lying header cannot get
-   past the limits. (pyzipper also stops at the size the header claims, so in
-   practice the header check is authoritative and this is defence in depth.)
+4. Streaming: every member is decompressed in 64 KiB chunks to the real end of its
+   stream (not just to the size its header claims); the running total and each
+   member's ratio are checked after every chunk, so a lying header cannot get past
+   the limits, and a member whose real size differs from its header is refused as
+   corrupt (WinZip AE-2 has no CRC, so that is the only way to notice truncation).
 5. Content: members that start with an archive magic are refused as nested
    archives, except ``.xlsx`` (a ZIP by design), whose own parts get the member
    count, size and ratio checks again, streamed the same way.
@@ -47,6 +48,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import copy
 import hashlib
 import io
 import lzma
@@ -74,7 +76,7 @@ __all__ = [
     "verify_sidecar",
 ]
 
-PASSPHRASE_ENV = "CLUSTER_EVAL_EXTRACT_PASSPHRASE"
+PASSPHRASE_ENV = "CLUSTER_EVAL_EXTRACT_PASSPHRASE"  # noqa: S105 - a variable name
 AGE_IDENTITY_ENV = "CLUSTER_EVAL_AGE_IDENTITY"
 
 CHUNK_SIZE = 64 * 1024
@@ -572,9 +574,15 @@ def _stream(
     keep: bool,
 ) -> bytes:
     """Decompress one member chunk by chunk, enforcing total size and ratio as it goes."""
+    # zipfile/pyzipper silently stop at the size the header claims, and with WinZip AE-2
+    # (no CRC) a header that understates the size would truncate the member unnoticed.
+    # So decompress to the real end of the stream, bounded only by our own limits, and
+    # compare with the claim afterwards.
+    opened = copy.copy(info)
+    opened.file_size = max(info.file_size, limits.max_total_bytes) + 1
     chunks: list[bytes] = []
     output = 0
-    with zf.open(info, pwd=pwd) as fh:
+    with zf.open(opened, pwd=pwd) as fh:
         while chunk := fh.read(CHUNK_SIZE):
             output += len(chunk)
             budget.add(len(chunk))
@@ -582,6 +590,8 @@ def _stream(
                 raise ratio_error
             if keep:
                 chunks.append(chunk)
+    if output != info.file_size:
+        raise zipfile.BadZipFile("size differs from the header")
     return b"".join(chunks)
 
 
