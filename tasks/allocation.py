@@ -98,9 +98,7 @@ def _largest_remainder(
     return alloc
 
 
-def hamilton_allocation(
-    frame: Mapping[str, int], n: int, *, minimum: int = 0
-) -> dict[str, int]:
+def hamilton_allocation(frame: Mapping[str, int], n: int, *, minimum: int = 0) -> dict[str, int]:
     """Allocate n units across strata proportionally to frame size by largest remainder.
 
     Rule (``minimum == 0``): quota ``q_h = n * N_h / N``; each stratum gets ``floor(q_h)``;
