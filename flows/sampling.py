@@ -1,0 +1,185 @@
+"""Sampling flows: draw a wave, top up with human approval, watch the response rate.
+
+``cluster-eval sample --wave N`` runs ``sample-wave``: the command itself is the human
+decision, so it draws at once (wave 1, or a top-up wave) and sends nothing; invitations are
+``cluster-eval invite --wave N``. The ``survey-topup`` deployment is for the Prefect UI: it
+proposes the next wave, publishes the proposal and pauses (``pause_flow_run`` waiting for a
+``TopUpApproval``) before anything is drawn or sent; approved, it draws the wave and sends
+its invitations. ``response-rate-monitor`` runs daily and emits
+``cluster-eval.response-rate.low`` when the response rate of the waves past their last
+reminder is below ``survey.low_response_threshold``; that event triggers a top-up proposal.
+"""
+
+from __future__ import annotations
+
+import argparse
+from datetime import date, datetime
+from typing import Any
+
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
+from prefect.deployments.runner import EntrypointType
+from prefect.events import DeploymentEventTrigger, emit_event
+from prefect.flow_runs import pause_flow_run
+from prefect.input import RunInput
+from prefect.runtime import flow_run
+from prefect.schedules import Cron
+
+from flows.commands import Outcome
+from flows.fieldwork import fieldwork_context, raise_if_not_contacted, remind_flow
+from tasks.audit import append_audit
+from tasks.fieldwork import UK_TIME, RateCheck, check_response_rate_task, send_invitations_task
+from tasks.runtime import Runtime, current_runtime
+from tasks.sampling import (
+    SamplingError,
+    WaveResult,
+    draw_wave_task,
+    next_wave_number,
+    plan_wave_task,
+    publish_allocation_task,
+    publish_proposal_task,
+)
+from tasks.secrets import CONTACT_KEY, get_secret, require_key
+from tasks.settings import Settings
+
+LOW_RATE_EVENT = "cluster-eval.response-rate.low"
+REMINDER_CRON = "0 9 * * *"
+MONITOR_CRON = "0 10 * * *"
+SCHEDULE_TIMEZONE = "Europe/London"
+APPROVAL_TIMEOUT_SECONDS = 7 * 24 * 3600
+MODULE = EntrypointType.MODULE_PATH  # served from the installed package, whatever the cwd
+
+
+class TopUpApproval(RunInput):
+    """The research lead's decision on a proposed top-up wave."""
+
+    approve: bool = False
+
+
+def contact_key_if_any(rt: Runtime) -> bytes | None:
+    """The contact key when one exists (none before the first ingest)."""
+    return require_key(CONTACT_KEY, rt.home) if get_secret(CONTACT_KEY, rt.home) else None
+
+
+def cluster_resource(cluster: str) -> dict[str, str]:
+    """The Prefect resource that survey events concern."""
+    return {"prefect.resource.id": f"cluster-eval.cluster.{cluster}",
+            "prefect.resource.name": cluster}
+
+
+@flow(name="sample-wave", persist_result=False)
+def sample_flow(wave: int, size: int | None = None) -> dict[str, Any]:
+    """Draw survey wave N, or return it unchanged when it was drawn before.
+
+    Args:
+        wave: 1 for the stratified sample; 2 and later for top-ups from never-sampled households.
+        size: households to draw (default: survey.sample_size for wave 1; for later waves the
+            number needed to reach the target respondents at the expected response rate).
+    """
+    rt = current_runtime()
+    result = draw_wave_task(rt.engine, rt.settings, contact_key_if_any(rt), wave, size,
+                            flow_run_id=flow_run.get_id())
+    publish_allocation_task(rt.cluster, result)
+    return result.as_json()
+
+
+@flow(name="survey-topup", persist_result=False)
+def topup_flow(wave: int | None = None, size: int | None = None,
+               approval_timeout_seconds: int = APPROVAL_TIMEOUT_SECONDS,
+               poll_interval_seconds: int = 10) -> dict[str, Any]:
+    """Propose a top-up wave, wait for approval, then draw it and send its invitations.
+
+    Args:
+        wave: the wave to draw (default: the next one, 2 or later).
+        size: households to draw (default: enough to reach the target respondents).
+        approval_timeout_seconds: how long to wait for a decision before failing the run.
+        poll_interval_seconds: how often the paused run checks for the decision.
+    """
+    rt = current_runtime()
+    key = contact_key_if_any(rt)
+    number = wave or next_wave_number(rt.engine, rt.cluster)
+    if number < 2:
+        raise SamplingError("the top-up flow draws waves 2 and later; draw wave 1 with "
+                            "cluster-eval sample --wave 1")
+    proposal = plan_wave_task(rt.engine, rt.settings, key, number, size)
+    if isinstance(proposal, WaveResult):
+        return {"status": "already_drawn", **proposal.as_json()}
+    markdown = publish_proposal_task(rt.cluster, proposal)
+    decision = pause_flow_run(
+        wait_for_input=TopUpApproval.with_initial_data(description=markdown, approve=False),
+        timeout=approval_timeout_seconds, poll_interval=poll_interval_seconds)
+    if not decision.approve:
+        record_decision_task(rt, number, approved=False)
+        return {"status": "rejected", "wave": number}
+    record_decision_task(rt, number, approved=True)
+    result = draw_wave_task(rt.engine, rt.settings, key, number, size,
+                            flow_run_id=flow_run.get_id(), expected=proposal)
+    publish_allocation_task(rt.cluster, result)
+    report = send_invitations_task(fieldwork_context(rt), number)
+    raise_if_not_contacted(rt.settings, report, f"cluster-eval invite --wave {number}")
+    return {"status": "drawn", **result.as_json(), "invitations": report.as_json()}
+
+
+@task(name="record-topup-decision", persist_result=False, cache_policy=NO_CACHE)
+def record_decision_task(rt: Runtime, wave: int, approved: bool) -> None:
+    """Audit the approval or rejection of a proposed top-up wave."""
+    with rt.engine.begin() as conn:
+        append_audit(conn, rt.cluster, "survey_topup_decision",
+                     {"wave": wave, "approved": approved}, flow_run.get_id())
+
+
+@task(name="emit-low-response-event", persist_result=False, cache_policy=NO_CACHE)
+def emit_low_rate_task(cluster: str, check: RateCheck) -> str | None:
+    """Emit the low-response-rate event (counts only); return its id."""
+    event = emit_event(event=LOW_RATE_EVENT, resource=cluster_resource(cluster),
+                       payload=check.as_json())
+    return str(event.id) if event is not None else None
+
+
+@flow(name="response-rate-monitor", persist_result=False)
+def monitor_flow(as_of: date | None = None) -> dict[str, Any]:
+    """Check the response rate of waves past their last reminder; emit an event when it is low.
+
+    Args:
+        as_of: the day to judge (default: today, UK time).
+    """
+    rt = current_runtime()
+    check = check_response_rate_task(rt.engine, rt.settings, as_of or datetime.now(UK_TIME).date())
+    event_id = emit_low_rate_task(rt.cluster, check) if check.low else None
+    return {**check.as_json(), "event": LOW_RATE_EVENT if check.low else None,
+            "event_id": event_id}
+
+
+def survey_deployments(settings: Settings) -> list[Any]:
+    """Deployments to serve: manual top-up (also proposed on a low-rate event), daily reminders and monitor."""
+    cluster = settings.study.cluster
+    low_rate = DeploymentEventTrigger(
+        name=f"{cluster}: propose a top-up wave when the response rate is low",
+        expect={LOW_RATE_EVENT}, match={"prefect.resource.id": f"cluster-eval.cluster.{cluster}"},
+        parameters={"wave": None, "size": None})
+    return [
+        topup_flow.to_deployment(
+            name="top-up", tags=["survey", cluster], triggers=[low_rate], entrypoint_type=MODULE,
+            description="Propose a top-up survey wave (parameters wave, size), pause for approval, "
+                        "then draw it and send its invitations."),
+        remind_flow.to_deployment(
+            name="daily", tags=["survey", cluster], entrypoint_type=MODULE,
+            schedules=[Cron(REMINDER_CRON, timezone=SCHEDULE_TIMEZONE)],
+            description="Send every survey reminder that is due (idempotent)."),
+        monitor_flow.to_deployment(
+            name="daily", tags=["survey", cluster], entrypoint_type=MODULE,
+            schedules=[Cron(MONITOR_CRON, timezone=SCHEDULE_TIMEZONE)],
+            description="Emit cluster-eval.response-rate.low when the response rate is low."),
+    ]
+
+
+def _summary(result: dict[str, Any]) -> str:
+    frame = sum(result["frame"].values())
+    parts = ", ".join(f"{h} {n}" for h, n in result["allocation"].items() if n)
+    return (f"wave {result['wave']}: {len(result['households'])} households drawn from a frame of "
+            f"{frame} ({parts}); send invitations with: cluster-eval invite --wave {result['wave']}")
+
+
+def run_sample_command(args: argparse.Namespace) -> Outcome:
+    """``cluster-eval sample --wave N [--size K] [--json]``."""
+    return sample_flow(wave=args.wave, size=args.size), 0, _summary

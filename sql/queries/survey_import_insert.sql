@@ -1,0 +1,1 @@
+INSERT INTO response_imports (cluster_id, sha256, file_name, imported_at, rows_read, accepted, quarantined) VALUES (:cluster_id, :sha256, :file_name, :imported_at, :rows_read, :accepted, :quarantined)
