@@ -1,0 +1,1 @@
+INSERT INTO episode_issues (cluster_id, episode_pid, issue) VALUES (:cluster_id, :episode_pid, :issue)

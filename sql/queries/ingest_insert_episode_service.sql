@@ -1,0 +1,1 @@
+INSERT INTO episode_services (cluster_id, episode_pid, service) VALUES (:cluster_id, :episode_pid, :service)
