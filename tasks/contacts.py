@@ -11,7 +11,7 @@ import hashlib
 import json
 import os
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -43,6 +43,9 @@ class ContactRecord:
     __str__ = __repr__
 
 
+_FIELDS = tuple(f.name for f in fields(ContactRecord))
+
+
 def key_id(key: bytes) -> str:
     """A short, non-secret identifier of a key (which key encrypted a record)."""
     return hashlib.sha256(b"cluster-eval contact key id:" + key).hexdigest()[:16]
@@ -56,7 +59,7 @@ def _aad(cluster_id: str, family_pid: str) -> bytes:
 def encrypt_contact(key: bytes, cluster_id: str, family_pid: str, record: ContactRecord) -> tuple[str, str]:
     """Encrypt one record; return (nonce, ciphertext) as base64 text."""
     nonce = os.urandom(NONCE_BYTES)
-    plaintext = json.dumps(asdict(record), separators=(",", ":")).encode("utf-8")
+    plaintext = json.dumps({f: getattr(record, f) for f in _FIELDS}, separators=(",", ":")).encode("utf-8")
     sealed = AESGCM(key).encrypt(nonce, plaintext, _aad(cluster_id, family_pid))
     return base64.b64encode(nonce).decode(), base64.b64encode(sealed).decode()
 

@@ -82,3 +82,22 @@ def write_private(path: Path, data: bytes) -> None:
     finally:
         os.close(fd)
     os.replace(tmp, path)
+
+
+def create_private_exclusive(path: Path, data: bytes) -> bool:
+    """Create a 0600 file only if none exists (atomic); False when another process won."""
+    path.parent.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    try:
+        os.link(tmp, path)  # fails if the path exists: the first writer wins, whole
+        return True
+    except FileExistsError:
+        return False
+    finally:
+        tmp.unlink()

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from tasks.errors import ConfigError
-from tasks.home import Home, write_private
+from tasks.home import Home, create_private_exclusive
 
 KEY_BYTES = 32
 PSEUDONYM_KEY = "pseudonym_key"
@@ -71,8 +71,9 @@ def load_or_create_key(name: str, home: Home, environ: Mapping[str, str] | None 
             raise ConfigError(f"secret {name} is not a base64 key of {KEY_BYTES} bytes")
         return key, False
     key = secrets.token_bytes(KEY_BYTES)
-    write_private(home.keys / name, base64.urlsafe_b64encode(key))
-    return key, True
+    if create_private_exclusive(home.keys / name, base64.urlsafe_b64encode(key)):
+        return key, True
+    return load_or_create_key(name, home, environ)[0], False  # a concurrent run created it
 
 
 def require_key(name: str, home: Home, environ: Mapping[str, str] | None = None) -> bytes:

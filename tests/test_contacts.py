@@ -54,3 +54,18 @@ def test_delete_one_family(runtime: Runtime) -> None:
         assert delete_contact(conn, "pilot", "fam1") == 1
     with runtime.engine.connect() as conn:
         assert list(load_contacts(conn, key, "pilot")) == ["fam2"]
+
+
+def test_concurrent_first_runs_agree_on_one_key(tmp_path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tasks.home import prepare_home
+    from tasks.secrets import CONTACT_KEY, load_or_create_key
+
+    home = prepare_home(tmp_path / "var")
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda _: load_or_create_key(CONTACT_KEY, home, {}), range(16)))
+    keys = {key for key, _ in results}
+    assert len(keys) == 1
+    assert sum(created for _, created in results) == 1
+    assert sorted(p.name for p in home.keys.iterdir()) == [CONTACT_KEY]
