@@ -1,0 +1,1 @@
+DELETE FROM {table} WHERE cluster_id = :cluster_id

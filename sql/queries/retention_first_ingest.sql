@@ -1,0 +1,1 @@
+SELECT MIN(day) AS first FROM (SELECT received_at AS day FROM extracts WHERE cluster_id = :cluster_id AND status = 'ingested' UNION ALL SELECT registered_at AS day FROM stored_files WHERE cluster_id = :cluster_id AND category = 'raw_extract') AS ingests

@@ -1,0 +1,1 @@
+INSERT INTO retention_deletions (cluster_id, unit_id, sweep_id, as_of, rule, category, due_date, kind, target, plan, state, counts, started_at, done_at) VALUES (:cluster_id, :unit_id, :sweep_id, :as_of, :rule, :category, :due_date, :kind, :target, :plan, :state, :counts, :started_at, :done_at)
