@@ -14,6 +14,7 @@ from prefect import flow
 from prefect.runtime import flow_run
 
 from flows.commands import Outcome
+from tasks.db import compact_database
 from tasks.responses import (
     finish_progress_task,
     import_responses_task,
@@ -51,8 +52,10 @@ def withdraw_flow(token_sha256: str) -> dict[str, Any]:
             never reaches Prefect.
     """
     rt = current_runtime()
-    return withdraw_household_task(rt.engine, rt.settings, token_sha256,
-                                   flow_run_id=flow_run.get_id()).as_json()
+    result = withdraw_household_task(rt.engine, rt.settings, token_sha256,
+                                     flow_run_id=flow_run.get_id()).as_json()
+    compact_database(rt.engine)  # no trace of the deleted rows left in the database files
+    return result
 
 
 def _import_summary(result: dict[str, Any]) -> str:

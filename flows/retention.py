@@ -20,6 +20,7 @@ from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from flows.commands import Outcome
+from tasks.db import compact_database
 from tasks.retention import (
     Checkpoint,
     Deleted,
@@ -30,7 +31,6 @@ from tasks.retention import (
     Sweep,
     Verification,
     check_sweep,
-    compact_database,
     compact_prefect_database,
     delete_unit,
     deletion_table,

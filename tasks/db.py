@@ -136,3 +136,22 @@ def transaction(engine: Engine) -> Iterator[Connection]:
     """One transaction: committed on success, rolled back on any error."""
     with engine.begin() as conn:
         yield conn
+
+
+def compact_database(engine: Engine) -> dict[str, Any]:
+    """Make deleted rows unrecoverable from the database files (SQLite: checkpoint, VACUUM, truncate WAL)."""
+    if engine.dialect.name == "sqlite":
+        raw = engine.raw_connection()
+        try:
+            cursor = raw.cursor()
+            cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            cursor.execute("VACUUM")
+            busy, _frames, _done = cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            cursor.close()
+        finally:
+            raw.close()
+        return {"backend": "sqlite", "vacuumed": True, "wal_truncated": busy == 0}
+    with engine.connect() as conn:
+        conn.execution_options(isolation_level="AUTOCOMMIT")
+        conn.exec_driver_sql("VACUUM")
+    return {"backend": engine.dialect.name, "vacuumed": True, "wal_truncated": None}
