@@ -11,7 +11,7 @@ from typing import Any
 
 from flows.commands import Outcome
 from tasks.errors import ConfigError
-from tasks.runtime import current_runtime
+from tasks.runtime import current_runtime, run_tags
 from tasks.settings import Settings
 
 RETENTION_DEPLOYMENT = "retention-daily"
@@ -50,6 +50,7 @@ def retention_deployment(settings: Settings) -> Any:
         name=RETENTION_DEPLOYMENT,
         schedules=[Cron(cron, timezone=SCHEDULE_TIMEZONE)],
         parameters={"dry_run": False},
+        tags=["retention", *run_tags(settings.study.cluster)],
         description="Daily retention sweep: delete what the schedule says is due, verify, audit.",
     )
 

@@ -116,10 +116,14 @@ def _emit(result: dict[str, Any], as_json: bool, summary: Callable[[dict[str, An
 
 def _run(args: argparse.Namespace) -> int:
     # Imported here so Prefect reads the environment configure_prefect_env() prepared.
+    from prefect import tags
+
     from flows import commands
+    from tasks.runtime import current_runtime
 
     handler = commands.HANDLERS[(args.command, getattr(args, "action", None))]
-    result, code, summary = handler(args)
+    with tags(*current_runtime().run_tags):  # every run of this command carries its cluster
+        result, code, summary = handler(args)
     if result is not None:
         _emit(result, getattr(args, "json", False), summary)
     return code

@@ -77,7 +77,8 @@ def project_flow_names() -> tuple[tuple[str, ...], tuple[str, ...]]:
 
 
 def _history(runtime: Runtime) -> RunHistory:
-    return runtime.clients.get(HISTORY_CLIENT, PrefectRunHistory)()
+    factory = runtime.clients.get(HISTORY_CLIENT)
+    return factory() if factory else PrefectRunHistory(tags=runtime.run_tags)
 
 
 def _checkpoint(runtime: Runtime) -> Checkpoint | None:

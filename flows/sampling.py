@@ -29,7 +29,7 @@ from flows.commands import Outcome
 from flows.fieldwork import fieldwork_context, raise_if_not_contacted, remind_flow
 from tasks.audit import append_audit
 from tasks.fieldwork import UK_TIME, RateCheck, check_response_rate_task, send_invitations_task
-from tasks.runtime import Runtime, current_runtime
+from tasks.runtime import Runtime, current_runtime, run_tags
 from tasks.sampling import (
     SamplingError,
     WaveResult,
@@ -159,15 +159,15 @@ def survey_deployments(settings: Settings) -> list[Any]:
         parameters={"wave": None, "size": None})
     return [
         topup_flow.to_deployment(
-            name="top-up", tags=["survey", cluster], triggers=[low_rate], entrypoint_type=MODULE,
+            name="top-up", tags=["survey", *run_tags(cluster)], triggers=[low_rate], entrypoint_type=MODULE,
             description="Propose a top-up survey wave (parameters wave, size), pause for approval, "
                         "then draw it and send its invitations."),
         remind_flow.to_deployment(
-            name="daily", tags=["survey", cluster], entrypoint_type=MODULE,
+            name="daily", tags=["survey", *run_tags(cluster)], entrypoint_type=MODULE,
             schedules=[Cron(REMINDER_CRON, timezone=SCHEDULE_TIMEZONE)],
             description="Send every survey reminder that is due (idempotent)."),
         monitor_flow.to_deployment(
-            name="daily", tags=["survey", cluster], entrypoint_type=MODULE,
+            name="daily", tags=["survey", *run_tags(cluster)], entrypoint_type=MODULE,
             schedules=[Cron(MONITOR_CRON, timezone=SCHEDULE_TIMEZONE)],
             description="Emit cluster-eval.response-rate.low when the response rate is low."),
     ]

@@ -378,9 +378,16 @@ def _chunks(items: Sequence[str], size: int = 100) -> Iterable[list[str]]:
 
 
 class PrefectRunHistory:
-    """RunHistory over the Prefect API (``get_client``): the server in PREFECT_API_URL or ephemeral."""
+    """RunHistory over the Prefect API (``get_client``): the server in PREFECT_API_URL or ephemeral.
+
+    With ``tags``, only flow runs carrying all of them count (``tasks.runtime.run_tags``: this
+    project and cluster), so a sweep never touches another cluster's or project's runs.
+    """
 
     page = 200
+
+    def __init__(self, tags: Sequence[str] = ()) -> None:
+        self.tags = tuple(tags)
 
     def runs(
         self, flow_names: Sequence[str], before: datetime, exclude: Sequence[str]
@@ -392,11 +399,13 @@ class PrefectRunHistory:
             FlowRunFilter,
             FlowRunFilterId,
             FlowRunFilterStartTime,
+            FlowRunFilterTags,
         )
         from prefect.client.schemas.sorting import FlowRunSort
 
         run_filter = FlowRunFilter(
             start_time=FlowRunFilterStartTime(before_=before, is_null_=False),
+            tags=FlowRunFilterTags(all_=list(self.tags)) if self.tags else None,
             id=FlowRunFilterId(not_any_=[uuid.UUID(i) for i in exclude]) if exclude else None,
         )
         found: list[FlowRunRef] = []

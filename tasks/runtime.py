@@ -31,12 +31,24 @@ class Runtime:
     def cluster(self) -> str:
         return self.settings.study.cluster
 
+    @property
+    def run_tags(self) -> tuple[str, str]:
+        """Tags that mark this cluster's flow runs in Prefect."""
+        return run_tags(self.cluster)
+
     def with_client(self, name: str, factory: Callable[..., Any]) -> Runtime:
         """A copy with one edge client (e.g. ``mailer``) replaced."""
         return replace(self, clients={**self.clients, name: factory})
 
 
 _installed: list[Runtime] = []
+
+RUN_TAG = "cluster-eval"
+
+
+def run_tags(cluster: str) -> tuple[str, str]:
+    """Tags on every flow run of this project for a cluster (retention deletes only these)."""
+    return RUN_TAG, f"{RUN_TAG}:cluster:{cluster}"
 
 
 def open_runtime(settings: Settings | None = None) -> Runtime:

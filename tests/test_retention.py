@@ -191,6 +191,17 @@ def cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], rt:
 
 # --- the rules table and dates (no Prefect) ------------------------------------------------
 
+@pytest.fixture(autouse=True)
+def _cluster_run_tags() -> Iterator[None]:
+    """Tag this module's flow runs as the CLI does, so sweeps see them (and only them)."""
+    from prefect import tags
+
+    from tasks.runtime import run_tags
+
+    with tags(*run_tags("pilot")):
+        yield
+
+
 
 def test_rules_table_reads_like_the_protocol() -> None:
     rules = load_rules()
@@ -497,7 +508,7 @@ def test_sweeps_before_and_after_each_deadline(study: Runtime, prefect_harness: 
     # Prefect: no run of this project's flows older than the final sweep; its own run keeps the table.
     final_run = checks[-1]["flow_run_id"]
     names, _ = project_flow_names()
-    assert PrefectRunHistory().runs(names, datetime.now(UTC), [final_run]) == []
+    assert PrefectRunHistory(tags=study.run_tags).runs(names, datetime.now(UTC), [final_run]) == []
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
@@ -685,3 +696,25 @@ def test_pipeline_output_is_gone_after_the_last_deadline(
              for m in PIPELINE_MARKERS if m in p.read_bytes()]
     assert leaks == []
     rt.engine.dispose()
+
+
+@pytest.mark.e2e
+def test_a_sweep_sees_only_its_own_clusters_runs(prefect_harness: None) -> None:
+    from prefect import flow, tags
+
+    from flows.retention import PrefectRunHistory
+    from tasks.runtime import run_tags
+
+    @flow(name="status", persist_result=False)
+    def some_stage() -> str:
+        from prefect.runtime import flow_run
+
+        return str(flow_run.id)
+
+    with tags(*run_tags("north")):
+        north = some_stage()
+    with tags(*run_tags("south")):
+        south = some_stage()
+    later = datetime.now(UTC)
+    assert {r.id for r in PrefectRunHistory(tags=run_tags("north")).runs(["status"], later, [])} == {north}
+    assert {r.id for r in PrefectRunHistory(tags=run_tags("south")).runs(["status"], later, [])} == {south}
