@@ -64,7 +64,7 @@ from pathlib import Path
 import pyrage
 import pyzipper
 
-from tasks.errors import InputRejected
+from tasks.errors import InputRejected, SecretMissing
 
 __all__ = [
     "AGE_IDENTITY_ENV",
@@ -367,7 +367,7 @@ def _decrypt_age(data: bytes, file: str, passphrase: str | None, identity: str |
     types = _age_stanza_types(binary, file)
     if "scrypt" in types:
         if not passphrase:
-            raise InputRejected(
+            raise SecretMissing(
                 "no passphrase was given for this passphrase-encrypted age file; set the "
                 f"environment variable {PASSPHRASE_ENV} to the passphrase sent separately",
                 file=file,
@@ -380,7 +380,7 @@ def _decrypt_age(data: bytes, file: str, passphrase: str | None, identity: str |
         return _pyrage_call(lambda: pyrage.passphrase.decrypt(binary, passphrase), wrong, file)
     if "X25519" in types:
         if not identity:
-            raise InputRejected(
+            raise SecretMissing(
                 "no age identity was given for this age file encrypted to a public key; "
                 f"set {AGE_IDENTITY_ENV} to the evaluation team's age identity file",
                 file=file,
@@ -624,7 +624,7 @@ def _read_zip(
                 file=file,
             )
         if any(info.flag_bits & _FLAG_ENCRYPTED for info in wanted) and not passphrase:
-            raise InputRejected(
+            raise SecretMissing(
                 "no passphrase was given for this encrypted archive; set the environment "
                 f"variable {PASSPHRASE_ENV} to the passphrase sent separately",
                 file=file,

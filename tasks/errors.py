@@ -25,3 +25,7 @@ class InputRejected(UserFacingError):
         )
         super().__init__(f"{where}: {message}" if where else message)
         self.reason = message
+
+
+class SecretMissing(InputRejected):
+    """The secret needed to open an input is not configured; the input itself may be fine."""

@@ -31,7 +31,7 @@ from sqlalchemy import Engine
 from schemas.codes import TABLES
 from tasks.archive import AGE_IDENTITY_ENV, ArchiveLimits, Extract, decrypt_extract, verify_sidecar
 from tasks.archive import sha256_bytes as sha256_of
-from tasks.errors import ConfigError, InputRejected, UserFacingError
+from tasks.errors import ConfigError, InputRejected, SecretMissing, UserFacingError
 from tasks.home import Home, write_private
 from tasks.load import ExtractFile, extract_exists, load_extract, stored_population
 from tasks.pseudonymise import PseudonymisedTables, pseudonymise_tables
@@ -437,6 +437,11 @@ def ingest_file(path: Path, runtime: Runtime, secrets: IngestSecrets, *,
                              sha256=checked.sha256, encryption=encryption)
         loaded = stage("load", _guarded("load", load, failed), runtime.engine, cluster, target,
                        analysis, pseudonymised, secrets.contact_key, counts, flow_run_id)
+    except SecretMissing as exc:  # a setup mistake, not a bad file: leave the file where it is
+        error = f"{exc}; the file was left in place"
+        kept = None
+        outcome = IngestOutcome("rejected", checked.sha256 if checked else None, error,
+                                progress.counts(None), NO_POPULATION, kept_at=kept)
     except InputRejected as exc:
         error = str(exc)
         kept = stage("quarantine", _guarded("quarantine", quarantine, unfinished), path, home,
