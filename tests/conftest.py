@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import os
+import signal
+import socket
+import subprocess
+import sys
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +23,7 @@ os.environ.pop("PREFECT_API_URL", None)
 for _name in [n for n in os.environ if n.startswith("CLUSTER_EVAL_") and not n.startswith("CLUSTER_EVAL_TEST_")]:
     del os.environ[_name]
 
+import httpx  # noqa: E402
 import pytest  # noqa: E402
 from sqlalchemy import create_engine, text  # noqa: E402
 
@@ -93,3 +99,50 @@ def sqlite_runtime(tmp_path: Path, sqlite_url: str) -> Iterator[Runtime]:
     rt = open_runtime(make_settings(tmp_path / "var", sqlite_url))
     with use_runtime(rt):
         yield rt
+
+
+def free_port() -> int:
+    """A free TCP port on the loopback interface."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def live_prefect_server(tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
+    """A real Prefect server with its UI on a free port; yields its URL and the env to reach it."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect"), "PREFECT_API_URL": f"{url}/api",
+           "PREFECT_SERVER_UI_API_URL": f"{url}/api", "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    server = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
+        [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                if httpx.get(f"{url}/api/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert server.poll() is None and time.monotonic() < deadline, "Prefect server did not start"
+            time.sleep(0.5)
+        yield url, env
+    finally:
+        stop_process_group(server)
+
+
+def stop_process_group(process: subprocess.Popen) -> None:
+    """SIGTERM (twice: a Prefect runner may ignore the first), then SIGKILL."""
+    for sig in (signal.SIGTERM, signal.SIGTERM, signal.SIGKILL):
+        if process.poll() is not None:
+            return
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            continue

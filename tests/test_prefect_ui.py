@@ -7,12 +7,8 @@ against it as a user would (PREFECT_API_URL set), then opens the run pages in he
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import subprocess
 import sys
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -31,42 +27,6 @@ pytestmark = [
 ]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@pytest.fixture
-def prefect_server(tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
-    """A real Prefect server with its UI; yields its URL and the environment to reach it."""
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect"), "PREFECT_API_URL": f"{url}/api",
-           "PREFECT_SERVER_UI_API_URL": f"{url}/api", "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
-    server = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
-        [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                if httpx.get(f"{url}/api/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert server.poll() is None and time.monotonic() < deadline, "Prefect server did not start"
-            time.sleep(0.5)
-        yield url, env
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
-
-
 def _run_id(url: str, flow_name: str) -> str:
     response = httpx.post(f"{url}/api/flow_runs/filter", timeout=10,
                           json={"flows": {"name": {"any_": [flow_name]}}, "limit": 1})
@@ -83,10 +43,11 @@ def _tab_text(page, url: str, run_id: str, tab: str) -> str:  # noqa: ANN001 - p
     return page.inner_text("body")
 
 
-def test_ui_shows_every_stage_and_ingest_step(prefect_server: tuple[str, dict[str, str]], tmp_path: Path) -> None:
+def test_ui_shows_every_stage_and_ingest_step(live_prefect_server: tuple[str, dict[str, str]],
+                                              tmp_path: Path) -> None:
     from playwright.sync_api import sync_playwright
 
-    url, env = prefect_server
+    url, env = live_prefect_server
     demo = subprocess.run(  # noqa: S603
         [sys.executable, "-m", "flows.cli", "demo", "--families", "120"],
         env={**env, "CLUSTER_EVAL_HOME": str(tmp_path / "var")}, cwd=tmp_path,
