@@ -53,16 +53,22 @@ def make_engine(url: str) -> Engine:
     """Create an engine for SQLite or PostgreSQL and check it answers; ConfigError if not."""
     try:
         parsed = make_url(url)
-        if parsed.get_backend_name() == "postgresql" and parsed.get_driver_name() in ("", "psycopg2"):
-            parsed = parsed.set(drivername="postgresql+psycopg")
-        engine = create_engine(parsed, future=True, pool_pre_ping=True)
-    except (ArgumentError, NoSuchModuleError, ValueError) as exc:
+    except ArgumentError as exc:
         raise ConfigError(f"database URL {safe_url(url)} is not usable: {exc}") from None
-    if engine.dialect.name == "sqlite":
+    backend, driver = parsed.get_backend_name(), parsed.get_driver_name()
+    supported = {"sqlite": ("pysqlite", ""), "postgresql": ("psycopg", "psycopg2", "")}
+    if driver not in supported.get(backend, ()):
+        raise ConfigError(f"database URL {safe_url(url)} is not usable: only sqlite:/// and "
+                          "postgresql+psycopg:// URLs are supported")
+    if backend == "postgresql" and driver != "psycopg":
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    try:
+        engine = create_engine(parsed, future=True, pool_pre_ping=True)
+    except (ArgumentError, NoSuchModuleError, ImportError, ValueError) as exc:
+        raise ConfigError(f"database URL {safe_url(url)} is not usable: {exc}") from None
+    if backend == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _begin_immediate)
-    elif engine.dialect.name != "postgresql":
-        raise ConfigError(f"database URL {safe_url(url)}: only sqlite and postgresql are supported")
     try:
         with engine.connect() as conn:
             conn.execute(text("SELECT 1"))
