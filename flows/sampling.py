@@ -28,7 +28,14 @@ from prefect.schedules import Cron
 from flows.commands import Outcome
 from flows.fieldwork import fieldwork_context, raise_if_not_contacted, remind_flow
 from tasks.audit import append_audit
-from tasks.fieldwork import UK_TIME, RateCheck, check_response_rate_task, send_invitations_task
+from tasks.fieldwork import (
+    UK_TIME,
+    RateCheck,
+    check_response_rate_task,
+    low_rate_to_signal,
+    record_low_rate_signal,
+    send_invitations_task,
+)
 from tasks.runtime import Runtime, current_runtime, run_tags
 from tasks.sampling import (
     SamplingError,
@@ -145,9 +152,12 @@ def monitor_flow(as_of: date | None = None) -> dict[str, Any]:
     """
     rt = current_runtime()
     check = check_response_rate_task(rt.engine, rt.settings, as_of or datetime.now(UK_TIME).date())
-    event_id = emit_low_rate_task(rt.cluster, check) if check.low else None
-    return {**check.as_json(), "event": LOW_RATE_EVENT if check.low else None,
-            "event_id": event_id}
+    signal = low_rate_to_signal(rt.engine, rt.cluster, check)  # once per reminder cycle
+    event_id = emit_low_rate_task(rt.cluster, check) if signal else None
+    if signal:
+        record_low_rate_signal(rt.engine, rt.cluster, check, flow_run.get_id())
+    return {**check.as_json(), "event": LOW_RATE_EVENT if signal else None,
+            "already_signalled": check.low and not signal, "event_id": event_id}
 
 
 def survey_deployments(settings: Settings) -> list[Any]:

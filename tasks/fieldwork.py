@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import secrets
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -534,6 +535,26 @@ def check_response_rate(engine: Engine, settings: Settings, as_of: date) -> Rate
             and uk_date(p["invited_at"]) + timedelta(days=last_days) <= as_of]
     return RateCheck([int(p["wave"]) for p in ripe], sum(int(p["issued"]) for p in ripe),
                      sum(int(p["responded"]) for p in ripe), settings.survey.low_response_threshold)
+
+
+LOW_RATE_AUDIT = "survey_low_rate_signalled"
+
+
+def low_rate_to_signal(engine: Engine, cluster: str, check: RateCheck) -> bool:
+    """Whether a low rate should be signalled: once per reminder cycle (latest ripe wave)."""
+    if not check.low:
+        return False
+    with engine.connect() as conn:
+        done = [json.loads(r["details"]) for r in rows(conn, "audit_events", {"cluster_id": cluster,
+                                                                              "event": LOW_RATE_AUDIT})]
+    return all(d.get("latest_wave") != max(check.waves) for d in done)
+
+
+def record_low_rate_signal(engine: Engine, cluster: str, check: RateCheck, flow_run_id: str | None) -> None:
+    """Remember that this cycle's low rate was signalled (counts only)."""
+    with engine.begin() as conn:
+        append_audit(conn, cluster, LOW_RATE_AUDIT, {"latest_wave": max(check.waves), "issued": check.issued,
+                                                     "responded": check.responded}, flow_run_id)
 
 
 _quiet = {"persist_result": False, "cache_policy": NO_CACHE}
