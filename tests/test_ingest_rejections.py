@@ -14,8 +14,6 @@ import io
 import json
 import os
 import stat
-import struct
-import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -29,6 +27,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pyzipper.zipfile_aes import AESZipInfo
 from sqlalchemy import Engine, create_engine, text
+from test_archive import zipcrypto_zip
 
 from flows.cli import main
 from schemas.codes import EPISODES, GOALS, TABLES
@@ -95,40 +94,8 @@ def aes_infos(items: list[tuple[AESZipInfo | str, bytes]]) -> bytes:
 
 
 def zipcrypto(name: str, data: bytes) -> bytes:
-    """A one-member ZIP under legacy PKWARE ZipCrypto (stored), written by hand."""
-    table = []
-    for n in range(256):
-        c = n
-        for _ in range(8):
-            c = (c >> 1) ^ 0xEDB88320 if c & 1 else c >> 1
-        table.append(c)
-    keys = [0x12345678, 0x23456789, 0x34567890]
-
-    def update(byte: int) -> None:
-        keys[0] = (keys[0] >> 8) ^ table[(keys[0] ^ byte) & 0xFF]
-        keys[1] = ((keys[1] + (keys[0] & 0xFF)) * 134775813 + 1) & 0xFFFFFFFF
-        keys[2] = (keys[2] >> 8) ^ table[(keys[2] ^ (keys[1] >> 24)) & 0xFF]
-
-    def encrypt(plain: bytes) -> bytes:
-        out = bytearray()
-        for byte in plain:
-            temp = keys[2] | 2
-            out.append(byte ^ (((temp * (temp ^ 1)) >> 8) & 0xFF))
-            update(byte)
-        return bytes(out)
-
-    for byte in PASS.encode():
-        update(byte)
-    crc = zlib.crc32(data)
-    body = encrypt(os.urandom(11) + bytes([crc >> 24])) + encrypt(data)
-    raw = name.encode()
-    local = struct.pack("<4s5H3L2H", b"PK\x03\x04", 20, 0x1, 0, 0, 0x21, crc, len(body),
-                        len(data), len(raw), 0) + raw
-    central = struct.pack("<4s6H3L5H2L", b"PK\x01\x02", 20, 20, 0x1, 0, 0, 0x21, crc,
-                          len(body), len(data), len(raw), 0, 0, 0, 0, 0o600 << 16, 0) + raw
-    end = struct.pack("<4s4H2LH", b"PK\x05\x06", 0, 0, 1, 1, len(central),
-                      len(local) + len(body), 0)
-    return local + body + central + end
+    """A one-member ZIP under legacy PKWARE ZipCrypto (the archive tests' hand-written builder)."""
+    return zipcrypto_zip(name, data, PASS.encode())
 
 
 def flipped() -> bytes:
