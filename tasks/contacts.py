@@ -75,15 +75,22 @@ def decrypt_contact(key: bytes, cluster_id: str, family_pid: str, nonce: str, ci
     return ContactRecord(**json.loads(plaintext))
 
 
-def store_contacts(conn: Connection, key: bytes, cluster_id: str, extract_sha256: str,
-                   records: Mapping[str, ContactRecord]) -> int:
-    """Insert or replace the records of the given families inside the caller's transaction."""
+def seal_contacts(key: bytes, cluster_id: str, extract_sha256: str,
+                  records: Mapping[str, ContactRecord]) -> list[dict[str, str]]:
+    """The ``contacts`` rows (ciphertext only) for the given families."""
     kid = key_id(key)
     params = []
     for family_pid, record in records.items():
         nonce, sealed = encrypt_contact(key, cluster_id, family_pid, record)
         params.append({"cluster_id": cluster_id, "family_pid": family_pid, "key_id": kid,
                        "nonce": nonce, "ciphertext": sealed, "extract_sha256": extract_sha256})
+    return params
+
+
+def store_contacts(conn: Connection, key: bytes, cluster_id: str, extract_sha256: str,
+                   records: Mapping[str, ContactRecord]) -> int:
+    """Insert or replace the records of the given families inside the caller's transaction."""
+    params = seal_contacts(key, cluster_id, extract_sha256, records)
     if params:
         conn.execute(query("contacts_delete_family"), [
             {"cluster_id": p["cluster_id"], "family_pid": p["family_pid"]} for p in params

@@ -1,4 +1,7 @@
-"""Load one extract into the analysis store in ONE transaction (SQLAlchemy Core executemany).
+"""Load one extract into the analysis store in ONE transaction.
+
+Rows go in with SQLAlchemy Core executemany (SQLite) or psycopg ``COPY`` (PostgreSQL), both
+inside the same transaction.
 
 Inside the transaction, in order: claim the extract (its row in ``extracts``; the primary key
 (cluster_id, sha256) makes a second, concurrent ingest of the same file fail here, which is
@@ -10,6 +13,7 @@ file into ``HOME/raw``. Any error rolls everything back and puts the file back w
 
 from __future__ import annotations
 
+import re
 import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -23,12 +27,13 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from schemas.codes import CHILDREN, EPISODES, FAMILIES, GOALS, SPECIALIST_REFERRALS
 from tasks.audit import AuditValue, append_audit
-from tasks.contacts import ContactRecord, store_contacts
+from tasks.contacts import ContactRecord, seal_contacts
 from tasks.db import query
 from tasks.errors import UserFacingError
 from tasks.transform import EPISODE_ISSUES, EPISODE_SERVICES, AnalysisTables
 
 RAW_EXTRACT = "raw_extract"
+CONTACT_COLUMNS = ("cluster_id", "family_pid", "key_id", "nonce", "ciphertext", "extract_sha256")
 INGESTED = "ingested"
 BATCH_ROWS = 50_000
 
@@ -70,18 +75,46 @@ class ExtractFile:
         return self.source.with_name(self.source.name + ".sha256")
 
 
+# A plain named insert whose bind parameters are its column names can be streamed with COPY.
+_PLAIN_INSERT = re.compile(r"^INSERT INTO (\w+) \(([\w, ]+)\) VALUES \(([:\w, ]+)\)$")
+
+
+def copy_statement(statement: str) -> tuple[str, list[str]] | None:
+    """The ``COPY ... FROM STDIN`` equivalent of a plain named INSERT and its columns, or None.
+
+    Table and column names come only from the project's own ``sql/queries`` files and must be
+    bare identifiers; anything else falls back to executemany.
+    """
+    match = _PLAIN_INSERT.match(query(statement).text.strip())
+    if not match:
+        return None
+    table, columns, binds = match.groups()
+    names = [c.strip() for c in columns.split(",")]
+    if [b.strip().removeprefix(":") for b in binds.split(",")] != names:
+        return None
+    return f"COPY {table} ({', '.join(names)}) FROM STDIN", names
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat()
 
 
 def _execute_frame(conn: Connection, statement: str, df: pl.DataFrame,
                    constants: Mapping[str, Any]) -> None:
-    """Run one named statement for every row of a frame (executemany, in batches).
+    """Run one named statement for every row of a frame (COPY, or executemany in batches).
 
     The statement is compiled once for the connection's dialect and run at the driver level
     with plain tuples or dicts, so a million rows do not pay SQLAlchemy's per-row overhead.
     """
     if df.is_empty():
+        return
+    copy = copy_statement(statement) if conn.dialect.name == "postgresql" else None
+    if copy is not None:
+        sql, names = copy
+        df = df.with_columns(pl.lit(value).alias(name) for name, value in constants.items())
+        with conn.connection.driver_connection.cursor() as cursor, cursor.copy(sql) as stream:
+            for row in df.select(names).iter_rows():
+                stream.write_row(row)
         return
     compiled = query(statement).compile(dialect=conn.dialect)
     if conn.dialect.name == "sqlite":  # dates as ISO text, as SQLAlchemy's SQLite Date does
@@ -158,7 +191,12 @@ def load_extract(engine: Engine, cluster: str, extract: ExtractFile, analysis: A
                 constants = {**on_cluster, "extract_sha256": extract.sha256} if table == FAMILIES \
                     else on_cluster
                 _execute_frame(conn, statement, analysis.tables[table], constants)
-            store_contacts(conn, contact_key, cluster, extract.sha256, contacts)
+            sealed = pl.DataFrame(seal_contacts(contact_key, cluster, extract.sha256, contacts),
+                                  schema=dict.fromkeys(CONTACT_COLUMNS, pl.String))
+            _execute_frame(conn, "contacts_delete_family",
+                           _replaced_keys(conn, cluster, "ingest_existing_contacts",
+                                          sealed.get_column("family_pid")), on_cluster)
+            _execute_frame(conn, "contacts_insert", sealed, {})
             quarantined = failures.select(
                 pl.col("table").alias("table_name"), "row_key",
                 pl.col("column").alias("column_name"), "rule", "reason")

@@ -588,3 +588,15 @@ def test_analysis_tables_hold_only_kept_and_derived_columns() -> None:
         assert r.action == "keep" or r.column not in stored, r
     assert set(CONTACT_FIELDS) == {r.column for r in RULES if r.action == "contact_store"}
     assert "age_at_referral" in ANALYSIS_COLUMNS[CHILDREN]
+
+
+def test_copy_is_derived_only_from_plain_named_inserts() -> None:
+    from tasks.load import INSERTS, copy_statement
+
+    sql, columns = copy_statement(INSERTS[GOALS])
+    assert sql == ("COPY goals (cluster_id, episode_pid, goal_number, goal_area, baseline_score, "
+                   "latest_score, latest_review_date, score_change) FROM STDIN")
+    assert columns[:3] == ["cluster_id", "episode_pid", "goal_number"]
+    assert all(copy_statement(statement) for statement in INSERTS.values())
+    assert copy_statement("contacts_insert") is not None
+    assert copy_statement("ingest_delete_family") is None  # not an insert: executemany

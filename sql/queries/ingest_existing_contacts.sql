@@ -1,0 +1,1 @@
+SELECT family_pid AS pid FROM contacts WHERE cluster_id = :cluster_id
