@@ -57,7 +57,7 @@ import stat
 import struct
 import zipfile
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -691,3 +691,15 @@ def _check_xlsx(name: str, content: bytes, file: str, limits: ArchiveLimits) -> 
         raise
     except _ZIP_ERRORS:
         raise _corrupt(file, what) from None
+
+
+def aes_zip_bytes(members: Mapping[str, bytes], passphrase: str) -> bytes:
+    """Pack members into a WinZip AES-256 encrypted ZIP, in memory (the only form we write)."""
+    buffer = io.BytesIO()
+    with pyzipper.AESZipFile(buffer, "w", compression=pyzipper.ZIP_DEFLATED,
+                             encryption=pyzipper.WZ_AES) as archive:
+        archive.setpassword(passphrase.encode("utf-8"))
+        archive.setencryption(pyzipper.WZ_AES, nbits=256)
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()

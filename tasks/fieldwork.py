@@ -41,6 +41,7 @@ from prefect.cache_policies import NO_CACHE
 from sqlalchemy import Engine
 
 from tasks.allocation import draw_stratified, hamilton_allocation
+from tasks.archive import aes_zip_bytes
 from tasks.audit import append_audit
 from tasks.contacts import ContactRecord, load_contacts
 from tasks.db import query, rows
@@ -178,14 +179,7 @@ def pack_members(items: Sequence[Outgoing], contacts: Mapping[str, ContactRecord
 
 def write_pack(path: Path, members: Mapping[str, bytes], passphrase: str) -> Path:
     """Write members as one AES-256 ZIP (never in clear), mode 0600."""
-    buffer = io.BytesIO()
-    with pyzipper.AESZipFile(buffer, "w", compression=pyzipper.ZIP_DEFLATED,
-                             encryption=pyzipper.WZ_AES) as archive:
-        archive.setpassword(passphrase.encode("utf-8"))
-        archive.setencryption(pyzipper.WZ_AES, nbits=256)
-        for name, data in members.items():
-            archive.writestr(name, data)
-    write_private(path, buffer.getvalue())
+    write_private(path, aes_zip_bytes(members, passphrase))
     return path
 
 

@@ -50,7 +50,6 @@ from typing import Literal
 import numpy as np
 import polars as pl
 import pyrage
-import pyzipper
 import xlsxwriter
 
 from schemas.codes import (
@@ -79,6 +78,7 @@ from schemas.codes import (
     TABLES,
     YES_NO_QUESTIONS,
 )
+from tasks.archive import aes_zip_bytes
 
 __all__ = [
     "MARKER_COLUMNS",
@@ -734,14 +734,7 @@ def aes_zip(members: Mapping[str, bytes], passphrase: str) -> bytes:
     """Pack members into a WinZip AES-256 encrypted ZIP archive in memory."""
     if not passphrase:
         raise ValueError("an AES ZIP needs a non-empty passphrase")
-    buf = io.BytesIO()
-    with pyzipper.AESZipFile(buf, "w", compression=pyzipper.ZIP_DEFLATED,
-                             encryption=pyzipper.WZ_AES) as archive:
-        archive.setpassword(passphrase.encode("utf-8"))
-        archive.setencryption(pyzipper.WZ_AES, nbits=256)
-        for name, data in members.items():
-            archive.writestr(name, data)
-    return buf.getvalue()
+    return aes_zip_bytes(members, passphrase)
 
 
 def age_encrypt(plaintext: bytes, *, passphrase: str | None = None,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import email
 import io
-import socket
 import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -16,6 +15,7 @@ from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
+from conftest import free_port
 from sqlalchemy import Engine, text
 from test_sampling import contact, populate, standard_population, survey_settings
 
@@ -67,12 +67,6 @@ class Inbox:
 
     def recipients(self) -> list[str]:
         return sorted(r for rcpts, _ in self.messages for r in rcpts)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture

@@ -16,7 +16,6 @@ from typing import Any
 
 import polars as pl
 import pytest
-from aiosmtpd.controller import Controller
 from conftest import make_settings
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import (
@@ -32,7 +31,7 @@ from prefect.client.schemas.objects import StateType
 from prefect.events.filters import EventFilter, EventNameFilter
 from prefect.flow_runs import resume_flow_run
 from sqlalchemy import text
-from test_fieldwork import Inbox, address, free_port, households
+from test_fieldwork import Inbox, address, free_port, households, smtp  # noqa: F401 - smtp: fixture
 from test_sampling import populate, standard_population
 
 from flows.fieldwork import interviews_flow, invite_flow, remind_flow
@@ -48,20 +47,9 @@ MARKERS = ("ZQX", "zqxmail", "07700 9")
 
 
 @pytest.fixture
-def smtp_inbox() -> Iterator[tuple[Inbox, int]]:
-    inbox, port = Inbox(), free_port()
-    controller = Controller(inbox, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield inbox, port
-    finally:
-        controller.stop()
-
-
-@pytest.fixture
-def e2e(tmp_path: Path, sqlite_url: str, smtp_inbox: tuple[Inbox, int],
+def e2e(tmp_path: Path, sqlite_url: str, smtp: tuple[Inbox, int],  # noqa: F811 - the imported fixture
         prefect_harness: None) -> Iterator[tuple[Runtime, Inbox]]:
-    inbox, port = smtp_inbox
+    inbox, port = smtp
     settings = make_settings(
         tmp_path / "var", sqlite_url,
         survey={"sample_size": 20, "interview_min": 2, "interview_max": 3},
