@@ -1,7 +1,7 @@
 """Benchmark the ingest pipeline against a bare ``polars.read_csv`` of the same tables.
 
 Generates a synthetic extract of N families (default 100 000), writes it as an AES-256 ZIP
-into a temporary state folder, and runs the real pipeline (``tasks.ingest.ingest_file``) with a
+into a temporary state folder, and runs the real pipeline (``tasks.ingest.pipeline.ingest_file``) with a
 stage runner that times each stage. Side by side, in the same run, it times a bare
 ``polars.read_csv`` of the same plaintext CSV members (in memory). Prints the stage times and
 their ratio to the bare read. The database is a fresh SQLite file unless ``--database-url``
@@ -25,10 +25,10 @@ import polars as pl
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tasks.ingest import IngestSecrets, ingest_file  # noqa: E402
-from tasks.runtime import open_runtime  # noqa: E402
-from tasks.settings import Settings  # noqa: E402
-from tasks.synthetic import aes_zip, generate_tables, render_members  # noqa: E402
+from tasks.ingest.pipeline import IngestSecrets, ingest_file  # noqa: E402
+from tasks.core.runtime import open_runtime  # noqa: E402
+from tasks.core.settings import Settings  # noqa: E402
+from tasks.demo.synthetic import aes_zip, generate_tables, render_members  # noqa: E402
 
 PASSPHRASE = "benchmark-passphrase"  # noqa: S105 - synthetic data only
 # Reported groups of pipeline stages.

@@ -6,13 +6,11 @@ from ``flows.sampling.survey_deployments(settings)`` when that module provides i
 
 from __future__ import annotations
 
-import argparse
 from typing import Any
 
-from flows.commands import Outcome
-from tasks.errors import ConfigError
-from tasks.runtime import current_runtime, run_tags
-from tasks.settings import Settings
+from tasks.core.errors import ConfigError
+from tasks.core.runtime import run_tags
+from tasks.core.settings import Settings
 
 RETENTION_DEPLOYMENT = "retention-daily"
 SCHEDULE_TIMEZONE = "Europe/London"
@@ -65,15 +63,3 @@ def build_deployments(settings: Settings) -> list[Any]:
     return deployments + list(survey_deployments(settings))
 
 
-def _summary(result: dict[str, Any]) -> str:
-    return f"served {', '.join(result['deployments'])} to {result['api_url']}"
-
-
-def run_serve_command(args: argparse.Namespace) -> Outcome:
-    """Serve the deployments until interrupted; exit 1 with one line when no server is named."""
-    from prefect import serve
-
-    url = require_api_url()
-    deployments = build_deployments(current_runtime().settings)
-    serve(*deployments)
-    return {"api_url": url, "deployments": [d.name for d in deployments]}, 0, _summary

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -14,8 +13,8 @@ from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 from sqlalchemy import Engine
 
-from flows.commands import Outcome
-from tasks.analysis import (
+from tasks.analysis.report import WrittenOutputs, check_output_dir, make_context, write_outputs
+from tasks.analysis.tables import (
     Analysis,
     StudyData,
     build_analysis,
@@ -23,9 +22,9 @@ from tasks.analysis import (
     publication_tables,
     record_analysis_run,
 )
-from tasks.report import WrittenOutputs, check_output_dir, make_context, write_outputs
-from tasks.runtime import current_runtime
-from tasks.settings import Settings
+from tasks.core import flow_names
+from tasks.core.runtime import current_runtime
+from tasks.core.settings import Settings
 
 #: Publication tables shown as Prefect table artifacts (suppressed figures only).
 HEADLINE_TABLES = ("population", "referral_routes", "presenting_issues", "closure_outcomes",
@@ -92,7 +91,7 @@ def record_analysis_task(engine: Engine, cluster: str, written: WrittenOutputs) 
         record_analysis_run(conn, cluster, written.out, written.manifest, flow_run.get_id())
 
 
-@flow(name="analyse", persist_result=False)
+@flow(name=flow_names.ANALYSE, persist_result=False)
 def analyse_flow(out: str) -> dict[str, Any]:
     """Write the analysis of the in-window study population and the survey.
 
@@ -126,13 +125,3 @@ def summarise(written: WrittenOutputs) -> dict[str, Any]:
     }
 
 
-def _summary(result: dict[str, Any]) -> str:
-    lines = [f"analysis written to {result['out']} ({result['tables']} tables); "
-             f"report: {result['report']}"]
-    lines += [f"note: {note}" for note in result["notes"]]
-    return "\n".join(lines)
-
-
-def run_analyse_command(args: argparse.Namespace) -> Outcome:
-    """``cluster-eval analyse --out DIR``."""
-    return analyse_flow(out=str(args.out)), 0, _summary

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 from typing import Any
 
@@ -10,14 +9,14 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
 from flows.analysis import analyse_flow
-from flows.commands import Outcome
 from flows.ingest import ingest_flow
 from flows.responses import import_flow
 from flows.retention import retention_flow
 from flows.sampling import sample_flow
-from tasks.demo import make_demo_extract, simulate_responses
-from tasks.errors import UserFacingError
-from tasks.runtime import current_runtime
+from tasks.core import flow_names
+from tasks.core.errors import UserFacingError
+from tasks.core.runtime import current_runtime
+from tasks.demo.simulate import make_demo_extract, simulate_responses
 
 DEMO_SEED = 2021
 
@@ -25,7 +24,7 @@ DEMO_SEED = 2021
 @task(name="make synthetic extract", cache_policy=NO_CACHE, persist_result=False)
 def make_synthetic_extract(families: int, seed: int) -> str:
     """Write a synthetic AES-256 ZIP extract into the inbox; return its path."""
-    return str(make_demo_extract(current_runtime().home, families, seed))
+    return str(make_demo_extract(current_runtime().home, current_runtime().secrets, families, seed))
 
 
 @task(name="simulate responses (DEMO ONLY)", cache_policy=NO_CACHE, persist_result=False)
@@ -36,7 +35,7 @@ def simulate_demo_responses(wave: int, seed: int) -> str:
         return str(simulate_responses(conn, runtime.home, runtime.cluster, wave, seed))
 
 
-@flow(name="demo", persist_result=False)
+@flow(name=flow_names.DEMO, persist_result=False)
 def demo_flow(out: str | None = None, families: int = 400, seed: int = DEMO_SEED) -> dict[str, Any]:
     """Run every stage end to end on synthetic data.
 
@@ -60,20 +59,3 @@ def demo_flow(out: str | None = None, families: int = 400, seed: int = DEMO_SEED
             "report": analysis.get("report")}
 
 
-def _summary(result: dict[str, Any]) -> str:
-    ingest = result["ingest"]
-    population = ingest.get("population") or {}
-    return "\n".join([
-        f"ingest:    {ingest['status']} ({population.get('families', 0)} families, "
-        f"{population.get('episodes', 0)} episodes in the study window)",
-        f"survey:    wave 1 drew {result['wave']['households']} households; "
-        "responses SIMULATED for the demo",
-        f"retention: dry run listed {len(result['retention'].get('due', []))} rule(s) due now",
-        f"report:    {result['report']}",
-    ])
-
-
-def run_demo_command(args: argparse.Namespace) -> Outcome:
-    """``cluster-eval demo``: run the demo flow and print where the report is."""
-    result = demo_flow(out=str(args.out) if args.out else None, families=args.families)
-    return result, 0, _summary

@@ -1,6 +1,6 @@
 """Ingest flow: one encrypted extract into the analysis store (``cluster-eval ingest FILE``).
 
-The pipeline is ``tasks.ingest.ingest_file``; this flow runs each of its stages as a named
+The pipeline is ``tasks.ingest.pipeline.ingest_file``; this flow runs each of its stages as a named
 Prefect task (check archive, decrypt, read, validate, pseudonymise, transform, load, report or
 quarantine) whose results are never persisted, and publishes the data-quality report as
 artifacts. Secrets come from the environment or 0600 key files, never from parameters.
@@ -8,8 +8,6 @@ artifacts. Secrets come from the environment or 0600 key files, never from param
 
 from __future__ import annotations
 
-import argparse
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
@@ -19,10 +17,9 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
-from flows.commands import Outcome
-from tasks.ingest import IngestOutcome, QualityReport, ingest_file, load_ingest_secrets
-from tasks.runtime import current_runtime
-from tasks.secrets import CONTACT_KEY, PSEUDONYM_KEY, get_secret
+from tasks.core import flow_names
+from tasks.core.runtime import current_runtime
+from tasks.ingest.pipeline import IngestOutcome, QualityReport, ingest_file, load_ingest_secrets
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -45,7 +42,7 @@ def publish_report(report: QualityReport, sha256: str | None) -> None:
                              description=f"Data-quality summary of extract {short}")
 
 
-@flow(name="ingest", persist_result=False)
+@flow(name=flow_names.INGEST, persist_result=False)
 def ingest_flow(file: str) -> dict[str, Any]:
     """Ingest one encrypted extract (AES-256 ZIP or age) and report what happened.
 
@@ -58,7 +55,7 @@ def ingest_flow(file: str) -> dict[str, Any]:
         The ``ingest --json`` object of shared/spec/cli.md.
     """
     runtime = current_runtime()
-    secrets = load_ingest_secrets(runtime.home)
+    secrets = load_ingest_secrets(runtime.secrets)
     outcome = ingest_file(Path(file), runtime, secrets, stage=run_as_task,
                           flow_run_id=str(flow_run.id) if flow_run.id else None)
     if outcome.report is not None:
@@ -78,30 +75,3 @@ def _log(outcome: IngestOutcome) -> None:
                     outcome.population.episodes)
 
 
-def _summary(result: dict[str, Any]) -> str:
-    status, sha = result["status"], (result["sha256"] or "")[:12]
-    if status == "rejected":
-        return f"extract {sha or 'file'} rejected and moved to quarantine: {result['error']}"
-    if status == "duplicate":
-        return f"extract {sha} was already ingested; nothing to do"
-    tables = "; ".join(f"{t} {c['loaded']} loaded, {c['quarantined']} quarantined"
-                       for t, c in result["tables"].items())
-    population = result["population"]
-    return (f"extract {sha} ingested: {tables}. Study population: {population['families']} "
-            f"families, {population['episodes']} episodes. Data-quality report: "
-            f"outputs/data-quality/{sha}.csv")
-
-
-def run_ingest_command(args: argparse.Namespace) -> Outcome:
-    """``cluster-eval ingest FILE [--json]``: exit 1 when the extract is rejected."""
-    home = current_runtime().home
-    missing = [name for name in (PSEUDONYM_KEY, CONTACT_KEY) if not get_secret(name, home)]
-    result = ingest_flow(str(args.file))
-    for name in missing:
-        if get_secret(name, home):
-            print(f"cluster-eval: created a new {name.replace('_', ' ')} at {home.keys / name} "
-                  "(mode 0600); keep a secure backup of it", file=sys.stderr)
-    if result["status"] == "rejected":
-        print(f"cluster-eval: error: {result['error']}", file=sys.stderr)
-        return result, 1, _summary
-    return result, 0, _summary

@@ -2,31 +2,21 @@
 
 from __future__ import annotations
 
-import argparse
-import importlib
-import os
-import pkgutil
-import sys
-import time
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, date, datetime
-from functools import cache
-from pathlib import Path
 from typing import Any
 
 from prefect import flow, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from flows.commands import Outcome
-from tasks.db import compact_database
-from tasks.retention import (
-    Checkpoint,
+from tasks.core import flow_names
+from tasks.core.db import compact_database
+from tasks.core.runtime import Runtime, current_runtime
+from tasks.retention.schedule import (
     Deleted,
     FlowRunRef,
-    PrefectRunHistory,
-    RunHistory,
     Schedule,
     Sweep,
     Verification,
@@ -46,44 +36,6 @@ from tasks.retention import (
     unfinished_units,
     verify_retention,
 )
-from tasks.runtime import Runtime, current_runtime, use_runtime
-from tasks.secrets import get_secret
-
-HISTORY_CLIENT = "run_history"
-CHECKPOINT_CLIENT = "retention_checkpoint"
-# Test hook (kill test): append each step's label to this file, then pause, so a test can
-# kill -9 the sweep at a chosen point. Unset in production.
-TRACE_ENV = "CLUSTER_EVAL_TEST_RETENTION_TRACE"
-PAUSE_ENV = "CLUSTER_EVAL_TEST_RETENTION_PAUSE"
-
-
-@cache
-def project_flow_names() -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """Names of every flow defined in the ``flows`` package, and modules that failed to import."""
-    from prefect import Flow
-
-    import flows
-
-    names: set[str] = set()
-    broken: list[str] = []
-    for info in pkgutil.iter_modules(flows.__path__):
-        try:
-            module = importlib.import_module(f"flows.{info.name}")
-        except Exception:  # a module under construction must not stop deletion of the rest
-            broken.append(info.name)
-            continue
-        names |= {obj.name for obj in vars(module).values() if isinstance(obj, Flow)}
-    return tuple(sorted(names)), tuple(broken)
-
-
-def _history(runtime: Runtime) -> RunHistory:
-    factory = runtime.clients.get(HISTORY_CLIENT)
-    return factory() if factory else PrefectRunHistory(tags=runtime.run_tags)
-
-
-def _checkpoint(runtime: Runtime) -> Checkpoint | None:
-    factory = runtime.clients.get(CHECKPOINT_CLIENT)
-    return factory() if factory else None
 
 
 def running_run_ids() -> tuple[str, ...]:
@@ -96,8 +48,7 @@ def running_run_ids() -> tuple[str, ...]:
 
 def project_runs(runtime: Runtime, before: datetime, exclude: Sequence[str]) -> list[FlowRunRef]:
     """Flow runs of this project's flows that started before ``before``, except ``exclude``."""
-    names, _ = project_flow_names()
-    return _history(runtime).runs(names, before, exclude)
+    return runtime.run_history.runs(flow_names.FLOW_NAMES, before, exclude)
 
 
 @task(name="check-retention", cache_policy=NO_CACHE, persist_result=False)
@@ -120,9 +71,9 @@ def finish_unfinished(runtime: Runtime, sweep: Sweep) -> list[Deleted]:
         runtime.engine,
         runtime.home,
         runtime.cluster,
-        _history(runtime),
+        runtime.run_history,
         sweep.flow_run_id,
-        _checkpoint(runtime),
+        runtime.checkpoint,
     )
 
 
@@ -135,20 +86,14 @@ def plan_retention(runtime: Runtime, sweep: Sweep) -> tuple[Schedule, list[str]]
         unfinished = [unit for _, _, unit in unfinished_units(conn, runtime.cluster)]
     runs = project_runs(runtime, sweep.started, sweep.running)
     schedule = plan_schedule(rules, runtime.settings, inventory, runtime.home, runs, sweep.as_of)
-    notes = [
-        f"flow module flows.{m} cannot be imported: its flow runs are not covered"
-        for m in project_flow_names()[1]
-    ]
-    notes += keys_held_elsewhere(
-        rules, inventory, lambda name: bool(get_secret(name, runtime.home))
-    )
+    notes = keys_held_elsewhere(rules, inventory, runtime.secrets.exists)
     return schedule, notes + [f"unfinished deletion: {u.rule} {u.target}" for u in unfinished]
 
 
 @task(name="delete-due", cache_policy=NO_CACHE, persist_result=False)
 def delete_due(runtime: Runtime, sweep: Sweep, schedule: Schedule) -> list[Deleted]:
     """Delete every due item, one transaction each, pseudonymisation key last."""
-    history, checkpoint = _history(runtime), _checkpoint(runtime)
+    history, checkpoint = runtime.run_history, runtime.checkpoint
     return [
         delete_unit(runtime.engine, runtime.home, runtime.cluster, sweep, unit, history, checkpoint)
         for unit in schedule.units
@@ -182,7 +127,7 @@ def verify(
         schedule,
         runs,
         deleted_runs,
-        _history(runtime),
+        runtime.run_history,
     )
     record_verification(runtime.engine, runtime.cluster, sweep, result)
     finish_sweep(runtime.engine, runtime.cluster, sweep)
@@ -201,7 +146,7 @@ def publish_deletions(sweep: Sweep, deleted: Sequence[Deleted], verification: Ve
     )
 
 
-@flow(name="retention-sweep", persist_result=False)
+@flow(name=flow_names.RETENTION_SWEEP, persist_result=False)
 def retention_flow(as_of: date | None = None, dry_run: bool = False) -> dict[str, Any]:
     """Apply the retention schedule: list (dry run) or delete what is due, verify and audit it.
 
@@ -225,59 +170,3 @@ def retention_flow(as_of: date | None = None, dry_run: bool = False) -> dict[str
     )
 
 
-def _summary(result: dict[str, Any]) -> str:
-    lines = [f"retention as of {result['as_of']}{' (dry run)' if result['dry_run'] else ''}:"]
-    for entry in result["due"] if result["dry_run"] else []:
-        lines.append(f"  due {entry['due_date']}: {entry['rule']} ({len(entry['items'])} item(s))")
-    for done in result["deleted"]:
-        lines.append(
-            f"  deleted {done['rule']} {done['target']}: {done['rows']} row(s), "
-            f"{done['files']} file(s), {done['keys']} key(s), {done['flow_runs']} flow run(s)"
-        )
-    if not result["due"] and not result["deleted"]:
-        lines.append("  nothing due")
-    for entry in result["next"][:5]:
-        lines.append(f"  next {entry['due_date']}: {entry['rule']}")
-    for item in result["unscheduled"]:
-        lines.append(f"  not scheduled: {item['rule']} ({item['reason']})")
-    if result["verification"]:
-        check = result["verification"]
-        lines.append(
-            "  verification: "
-            + ("nothing remains" if check["ok"] else f"REMAINING {check['remaining']}")
-        )
-    lines += [f"  warning: {w}" for w in result["warnings"]]
-    return "\n".join(lines)
-
-
-def _test_checkpoint() -> Checkpoint | None:
-    trace = os.environ.get(TRACE_ENV)
-    if not trace:
-        return None
-    pause = float(os.environ.get(PAUSE_ENV, "0"))
-
-    def checkpoint(label: str) -> None:
-        with Path(trace).open("a", encoding="utf-8") as out:
-            out.write(label + "\n")
-        time.sleep(pause)
-
-    return checkpoint
-
-
-def run_retention_command(args: argparse.Namespace) -> Outcome:
-    """``cluster-eval retention [--as-of D] [--dry-run] [--json]``: exit 1 if anything remains."""
-    runtime = current_runtime()
-    hook = _test_checkpoint()
-    if hook is not None:
-        runtime = runtime.with_client(CHECKPOINT_CLIENT, lambda: hook)
-    with use_runtime(runtime):
-        result = retention_flow(as_of=args.as_of, dry_run=args.dry_run)
-    check = result["verification"]
-    if check is not None and not check["ok"]:
-        print(
-            f"cluster-eval: error: retention verification found data that should be gone: "
-            f"{check['remaining']}; see the JSON 'verification' items",
-            file=sys.stderr,
-        )
-        return result, 1, _summary
-    return result, 0, _summary

@@ -12,7 +12,6 @@ reminder is below ``survey.low_response_threshold``; that event triggers a top-u
 
 from __future__ import annotations
 
-import argparse
 from datetime import date, datetime
 from typing import Any
 
@@ -25,10 +24,13 @@ from prefect.input import RunInput
 from prefect.runtime import flow_run
 from prefect.schedules import Cron
 
-from flows.commands import Outcome
 from flows.fieldwork import fieldwork_context, raise_if_not_contacted, remind_flow
-from tasks.audit import append_audit
-from tasks.fieldwork import (
+from tasks.core import flow_names
+from tasks.core.audit import append_audit
+from tasks.core.runtime import Runtime, current_runtime, run_tags
+from tasks.core.secrets import CONTACT_KEY
+from tasks.core.settings import Settings
+from tasks.survey.fieldwork import (
     UK_TIME,
     RateCheck,
     check_response_rate_task,
@@ -36,8 +38,7 @@ from tasks.fieldwork import (
     record_low_rate_signal,
     send_invitations_task,
 )
-from tasks.runtime import Runtime, current_runtime, run_tags
-from tasks.sampling import (
+from tasks.survey.sampling import (
     SamplingError,
     WaveResult,
     draw_wave_task,
@@ -46,8 +47,6 @@ from tasks.sampling import (
     publish_allocation_task,
     publish_proposal_task,
 )
-from tasks.secrets import CONTACT_KEY, get_secret, require_key
-from tasks.settings import Settings
 
 LOW_RATE_EVENT = "cluster-eval.response-rate.low"
 REMINDER_CRON = "0 9 * * *"
@@ -65,7 +64,7 @@ class TopUpApproval(RunInput):
 
 def contact_key_if_any(rt: Runtime) -> bytes | None:
     """The contact key when one exists (none before the first ingest)."""
-    return require_key(CONTACT_KEY, rt.home) if get_secret(CONTACT_KEY, rt.home) else None
+    return rt.secrets.key_if_any(CONTACT_KEY)
 
 
 def cluster_resource(cluster: str) -> dict[str, str]:
@@ -74,7 +73,7 @@ def cluster_resource(cluster: str) -> dict[str, str]:
             "prefect.resource.name": cluster}
 
 
-@flow(name="sample-wave", persist_result=False)
+@flow(name=flow_names.SAMPLE_WAVE, persist_result=False)
 def sample_flow(wave: int, size: int | None = None) -> dict[str, Any]:
     """Draw survey wave N, or return it unchanged when it was drawn before.
 
@@ -90,7 +89,7 @@ def sample_flow(wave: int, size: int | None = None) -> dict[str, Any]:
     return result.as_json()
 
 
-@flow(name="survey-topup", persist_result=False)
+@flow(name=flow_names.SURVEY_TOPUP, persist_result=False)
 def topup_flow(wave: int | None = None, size: int | None = None,
                approval_timeout_seconds: int = APPROVAL_TIMEOUT_SECONDS,
                poll_interval_seconds: int = 10) -> dict[str, Any]:
@@ -143,7 +142,7 @@ def emit_low_rate_task(cluster: str, check: RateCheck) -> str | None:
     return str(event.id) if event is not None else None
 
 
-@flow(name="response-rate-monitor", persist_result=False)
+@flow(name=flow_names.RESPONSE_RATE_MONITOR, persist_result=False)
 def monitor_flow(as_of: date | None = None) -> dict[str, Any]:
     """Check the response rate of waves past their last reminder; emit an event when it is low.
 
@@ -183,13 +182,3 @@ def survey_deployments(settings: Settings) -> list[Any]:
     ]
 
 
-def _summary(result: dict[str, Any]) -> str:
-    frame = sum(result["frame"].values())
-    parts = ", ".join(f"{h} {n}" for h, n in result["allocation"].items() if n)
-    return (f"wave {result['wave']}: {len(result['households'])} households drawn from a frame of "
-            f"{frame} ({parts}); send invitations with: cluster-eval invite --wave {result['wave']}")
-
-
-def run_sample_command(args: argparse.Namespace) -> Outcome:
-    """``cluster-eval sample --wave N [--size K] [--json]``."""
-    return sample_flow(wave=args.wave, size=args.size), 0, _summary

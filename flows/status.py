@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 from datetime import UTC, datetime
 from typing import Any
 
@@ -10,11 +9,11 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 from sqlalchemy import Connection
 
-from flows.commands import Outcome
 from flows.retention import project_runs, running_run_ids
-from tasks.db import rows
-from tasks.responses import survey_status
-from tasks.retention import (
+from tasks.core import flow_names
+from tasks.core.db import rows
+from tasks.core.runtime import Runtime, current_runtime
+from tasks.retention.schedule import (
     keys_held_elsewhere,
     last_sweep,
     load_rules,
@@ -22,8 +21,7 @@ from tasks.retention import (
     sweep_problems,
     take_inventory,
 )
-from tasks.runtime import Runtime, current_runtime
-from tasks.secrets import get_secret
+from tasks.survey.responses import survey_status
 
 
 def extract_summary(conn: Connection, cluster_id: str) -> dict[str, Any]:
@@ -68,41 +66,13 @@ def summarise_status(runtime: Runtime, running: tuple[str, ...]) -> dict[str, An
         },
         "warnings": list(schedule.warnings)
         + problems
-        + keys_held_elsewhere(rules, inventory, lambda name: bool(get_secret(name, runtime.home))),
+        + keys_held_elsewhere(rules, inventory, runtime.secrets.exists),
     }
 
 
-@flow(name="status", persist_result=False)
+@flow(name=flow_names.STATUS, persist_result=False)
 def status_flow() -> dict[str, Any]:
     """Report extracts ingested, waves and response rates, and the next retention deletions."""
     return summarise_status(current_runtime(), running_run_ids())
 
 
-def _summary(result: dict[str, Any]) -> str:
-    extracts, survey, retention = result["extracts"], result["survey"], result["retention"]
-    lines = [
-        f"cluster {result['cluster']}: {extracts['ingested']} extract(s) ingested"
-        + (f", last {extracts['last_ingested_at']}" if extracts["last_ingested_at"] else "")
-    ]
-    for wave in survey["waves"]:
-        rate = "-" if wave["response_rate"] is None else f"{100 * wave['response_rate']:.1f}%"
-        lines.append(
-            f"wave {wave['wave']}: {wave['issued']} issued, {wave['responded']} responded ({rate})"
-        )
-    if survey["waves"]:
-        lines.append(
-            f"respondents: {survey['respondents']} of {survey['target_respondents']} targeted"
-        )
-    for entry in retention["due"]:
-        lines.append(f"retention due now: {entry['rule']} (since {entry['due_date']})")
-    for entry in retention["next"][:5]:
-        lines.append(f"retention next: {entry['rule']} on {entry['due_date']}")
-    for item in retention["unscheduled"]:
-        lines.append(f"retention not scheduled: {item['rule']} ({item['reason']})")
-    lines += [f"warning: {w}" for w in result["warnings"]]
-    return "\n".join(lines)
-
-
-def run_status_command(args: argparse.Namespace) -> Outcome:
-    """``cluster-eval status [--json]``."""
-    return status_flow(), 0, _summary

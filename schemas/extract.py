@@ -1,7 +1,7 @@
 """Pandera models of the extract tables, one per table and stage (raw -> clean).
 
-``*Raw``: what ``tasks.reader`` hands over — every read column present, all strings, plus the
-source row number ``_row``. ``*Clean``: the same columns typed by ``tasks.validate`` and
+``*Raw``: what ``tasks.ingest.reader`` hands over — every read column present, all strings, plus the
+source row number ``_row``. ``*Clean``: the same columns typed by ``tasks.ingest.validate`` and
 checked against the rules of ``schemas/columns.py`` (required values, code lists, ranges,
 shapes, unique keys) and the within-table cross-field rules as named dataframe checks.
 Field arguments come from the rules table through ``clean_field`` so the rules live in one

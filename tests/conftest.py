@@ -27,8 +27,8 @@ import httpx  # noqa: E402
 import pytest  # noqa: E402
 from sqlalchemy import create_engine, text  # noqa: E402
 
-from tasks.runtime import Runtime, open_runtime, use_runtime  # noqa: E402
-from tasks.settings import Settings  # noqa: E402
+from tasks.core.runtime import Runtime, open_runtime, use_runtime  # noqa: E402
+from tasks.core.settings import Settings  # noqa: E402
 
 POSTGRES_ENV = "CLUSTER_EVAL_TEST_POSTGRES_URL"
 BACKENDS = ["sqlite", "postgresql"]

@@ -1,4 +1,4 @@
-"""Tests for tasks.allocation: Hamilton allocation, shortfall top-up, top-up size, drawing."""
+"""Tests for tasks.survey.allocation: Hamilton allocation, shortfall top-up, top-up size, drawing."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tasks.allocation import (
+from tasks.survey.allocation import (
     draw_stratified,
     hamilton_allocation,
     shortfall_allocation,

@@ -1,4 +1,4 @@
-"""tasks.analysis: every table against figures worked out by hand from tiny fixtures.
+"""tasks.analysis.tables: every table against figures worked out by hand from tiny fixtures.
 
 ``Study`` inserts hand-made rows with plain SQL (the schema is the only contract with
 ingestion and fieldwork). ``base_study`` has 5 in-window episodes of 4 families, an
@@ -22,7 +22,8 @@ from hypothesis import strategies as st
 from sqlalchemy import Connection, text
 
 from schemas.codes import ONS4_MEASURES
-from tasks.analysis import (
+from tasks.analysis.disclosure import suppress_two_way
+from tasks.analysis.tables import (
     CLI_TABLES,
     TABLES,
     TABLES_BY_NAME,
@@ -34,9 +35,8 @@ from tasks.analysis import (
     publication_table,
     suppression_mask,
 )
-from tasks.disclosure import suppress_two_way
-from tasks.errors import UserFacingError
-from tasks.runtime import Runtime
+from tasks.core.errors import UserFacingError
+from tasks.core.runtime import Runtime
 
 CLI_COLUMNS = {
     "population": ("families", "children", "episodes", "closed_episodes"),

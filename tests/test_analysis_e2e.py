@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy import text
 from test_analysis import CLI_COLUMNS, Study, base_study
 
-from flows.cli import main
+from cli.main import main
 from schemas.codes import (
     CLOSURE_OUTCOME,
     ETHNICITY_CODES,
@@ -29,8 +29,8 @@ from schemas.codes import (
     SPECIALIST_OUTCOME,
     SPECIALIST_SERVICE,
 )
-from tasks.analysis import CLI_TABLES, TABLES, OneWay
-from tasks.runtime import Runtime, use_runtime
+from tasks.analysis.tables import CLI_TABLES, TABLES, OneWay
+from tasks.core.runtime import Runtime, use_runtime
 
 pytestmark = pytest.mark.e2e
 

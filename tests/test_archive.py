@@ -1,4 +1,4 @@
-"""tasks.archive: decrypt the extract in memory and refuse unsafe or damaged archives.
+"""tasks.core.archive: decrypt the extract in memory and refuse unsafe or damaged archives.
 
 Every archive is built in memory here (pyzipper, zipfile, pyrage, xlsxwriter); the
 ZipCrypto archive is written by hand with the traditional PKWARE cipher, because
@@ -26,9 +26,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pyzipper.zipfile_aes import AESZipInfo
 
-from tasks import archive
-from tasks.archive import ArchiveLimits, Extract, decrypt_extract, sha256_bytes, verify_sidecar
-from tasks.errors import InputRejected
+from tasks.core import archive
+from tasks.core.archive import ArchiveLimits, Extract, decrypt_extract, sha256_bytes, verify_sidecar
+from tasks.core.errors import InputRejected
 
 PASS = "Corr3ct-horse-battery-staple"  # noqa: S105 - test passphrase
 WRONG = "Wrong-horse-battery-staple"  # noqa: S105

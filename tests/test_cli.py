@@ -12,7 +12,7 @@ import pytest
 
 def _run(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("CLUSTER_EVAL_")}
-    return subprocess.run([sys.executable, "-m", "flows.cli", *args],  # noqa: S603
+    return subprocess.run([sys.executable, "-m", "cli", *args],  # noqa: S603
                           env={**clean, "CLUSTER_EVAL_HOME": str(tmp_path / "var"), **env},
                           cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False)
 

@@ -7,9 +7,9 @@ import os
 import pytest
 from sqlalchemy import text
 
-from tasks.contacts import ContactRecord, delete_contact, load_contacts, store_contacts
-from tasks.errors import ConfigError
-from tasks.runtime import Runtime
+from tasks.core.contacts import ContactRecord, delete_contact, load_contacts, store_contacts
+from tasks.core.errors import ConfigError
+from tasks.core.runtime import Runtime
 
 RECORD = ContactRecord("ZQXNAME1", "ZQXADDR1 Street", None, "Town", "QZ1 1AA",
                        "zqxmail1@example.invalid", "07700 900001", "email", False)
@@ -59,8 +59,8 @@ def test_delete_one_family(runtime: Runtime) -> None:
 def test_concurrent_first_runs_agree_on_one_key(tmp_path) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
-    from tasks.home import prepare_home
-    from tasks.secrets import CONTACT_KEY, load_or_create_key
+    from tasks.core.home import prepare_home
+    from tasks.core.secrets import CONTACT_KEY, load_or_create_key
 
     home = prepare_home(tmp_path / "var")
     with ThreadPoolExecutor(8) as pool:

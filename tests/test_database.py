@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from tasks.audit import append_audit, verify_audit
-from tasks.db import make_engine, migrate, rows
-from tasks.errors import ConfigError
-from tasks.runtime import Runtime
+from tasks.core.audit import append_audit, verify_audit
+from tasks.core.db import make_engine, migrate, rows
+from tasks.core.errors import ConfigError
+from tasks.core.runtime import Runtime
 
 STUDY_TABLES = [
     "extracts", "families", "children", "episodes", "episode_issues", "episode_services", "goals",
@@ -79,7 +79,7 @@ def test_unreachable_database_is_one_line() -> None:
 
 
 def test_unwritable_home(tmp_path: Path) -> None:
-    from tasks.home import prepare_home
+    from tasks.core.home import prepare_home
 
     blocker = tmp_path / "file"
     blocker.write_text("x")

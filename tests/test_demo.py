@@ -11,9 +11,9 @@ import polars as pl
 import pytest
 from sqlalchemy import create_engine, text
 
-from flows.cli import main
-from tasks.demo import DEMO_RESPONSE_RATE
-from tasks.synthetic import generate_tables
+from cli.main import main
+from tasks.demo.simulate import DEMO_RESPONSE_RATE
+from tasks.demo.synthetic import generate_tables
 
 FAMILIES = 150
 SEED = 2021  # flows.demo.DEMO_SEED

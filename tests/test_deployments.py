@@ -21,13 +21,13 @@ from conftest import free_port, stop_process_group
 from sqlalchemy import create_engine, text
 from test_fieldwork import Inbox
 
-from tasks.synthetic import write_extract
+from tasks.demo.synthetic import write_extract
 
 PASSPHRASE = "deployment-test-passphrase"  # noqa: S105 - test passphrase
 
 
 def _cli(env: dict[str, str], cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run([sys.executable, "-m", "flows.cli", *args], env=env, cwd=cwd,  # noqa: S603
+    done = subprocess.run([sys.executable, "-m", "cli", *args], env=env, cwd=cwd,  # noqa: S603
                           capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr
     return done
@@ -70,7 +70,7 @@ def test_topup_deployment_is_triggered_paused_approved_and_drawn(
         extract = write_extract(tmp_path / "extract.zip", families=150, seed=11, passphrase=PASSPHRASE)
         _cli(env, tmp_path, "ingest", str(extract))
         _cli(env, tmp_path, "sample", "--wave", "1")
-        serving = subprocess.Popen([sys.executable, "-m", "flows.cli", "serve"], env=env,  # noqa: S603
+        serving = subprocess.Popen([sys.executable, "-m", "cli", "serve"], env=env,  # noqa: S603
                                    cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                    start_new_session=True)
         deployments = _wait_for("deployments", lambda: (d := _deployments(api)) and len(d) >= 4 and d)

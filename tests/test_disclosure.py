@@ -1,4 +1,4 @@
-"""Tests for tasks.disclosure: one-way and two-way small-number suppression.
+"""Tests for tasks.analysis.disclosure: one-way and two-way small-number suppression.
 
 The key property: nothing in 1..threshold is published, and no suppressed entry (cell or
 total) can be worked out from what is published. "Cannot be worked out" is checked here
@@ -20,7 +20,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tasks.disclosure import (
+from tasks.analysis.disclosure import (
     TwoWaySuppression,
     apply_suppression,
     suppress_one_way,

@@ -19,14 +19,16 @@ from conftest import free_port
 from sqlalchemy import Engine, text
 from test_sampling import contact, populate, standard_population, survey_settings
 
-from tasks.fieldwork import (
+from tasks.core.runtime import Runtime
+from tasks.core.secrets import PACK_PASSPHRASE
+from tasks.core.settings import Settings
+from tasks.survey.fieldwork import (
     DeliveryReport,
     Fieldwork,
     FieldworkError,
     check_response_rate,
     draw_interviews,
     due_reminder,
-    load_or_create_pack_passphrase,
     plan_interviews,
     read_pack,
     reminder_route,
@@ -34,11 +36,9 @@ from tasks.fieldwork import (
     send_reminders,
     uk_date,
 )
-from tasks.mailer import FakeMailer, MailSession, SmtpMailer
-from tasks.responses import token_digest, withdraw_household
-from tasks.runtime import Runtime
-from tasks.sampling import draw_wave
-from tasks.settings import Settings
+from tasks.survey.mailer import FakeMailer, MailSession, SmtpMailer
+from tasks.survey.responses import token_digest, withdraw_household
+from tasks.survey.sampling import draw_wave
 
 MARKERS = ("ZQX", "zqxmail", "QZ0", "07700")
 
@@ -91,7 +91,7 @@ def smtp_settings(base: Settings, port: int, **survey: Any) -> Settings:
 
 def fieldwork(rt: Runtime, settings: Settings, key: bytes, mailer: Any = None,
               sleeps: list[float] | None = None) -> Fieldwork:
-    passphrase, created = load_or_create_pack_passphrase(rt.home)
+    passphrase, created = rt.secrets.passphrase_or_create(PACK_PASSPHRASE)
     return Fieldwork(rt.engine, settings, rt.home, mailer or SmtpMailer(settings.smtp), key,
                      passphrase, created,
                      sleep=(sleeps.append if sleeps is not None else (lambda _s: None)))
@@ -162,7 +162,7 @@ def test_invitations_email_and_encrypted_pack(runtime: Runtime, smtp: tuple[Inbo
     assert pack.parent == runtime.home.packs and stat.S_IMODE(pack.stat().st_mode) == 0o600
     raw = pack.read_bytes()
     assert not any(m.encode() in raw for m in MARKERS)  # AES: nothing readable at rest
-    members = read_pack(pack, load_or_create_pack_passphrase(runtime.home)[0])
+    members = read_pack(pack, runtime.secrets.passphrase_or_create(PACK_PASSPHRASE)[0])
     mail_merge, call_list = csv_rows(members["mail_merge.csv"]), csv_rows(members["call_list.csv"])
     assert sorted(r["token"] for r in mail_merge) == sorted(
         t for t, h in wave.items() if h["route"] == "post")
@@ -274,7 +274,7 @@ def test_details_checked_again_at_send_time(sqlite_runtime: Runtime) -> None:
     key = drawn(rt, s)
     wave = sorted(households(rt.engine, 1).items())
     emails = [(t, h) for t, h in wave if h["route"] == "email"]
-    from tasks.contacts import store_contacts
+    from tasks.core.contacts import store_contacts
 
     (_, lost_email), (_, now_dnc), (_, gone) = emails[0], emails[1], emails[2]
     with rt.engine.begin() as conn:
@@ -347,7 +347,7 @@ def test_reminders_same_route_then_phone_never_to_responded_or_withdrawn(
         assert token not in responded and token != withdrawn and token in body
         assert "Reminder" in body or "invited you" in body
     [pack] = first.packs
-    members = read_pack(Path(pack), load_or_create_pack_passphrase(runtime.home)[0])
+    members = read_pack(Path(pack), runtime.secrets.passphrase_or_create(PACK_PASSPHRASE)[0])
     assert len(csv_rows(members["mail_merge.csv"])) == 5 and len(csv_rows(members["call_list.csv"])) == 3
     assert all(r["kind"] == "reminder_1" for r in csv_rows(members["call_list.csv"]))
 
@@ -356,7 +356,7 @@ def test_reminders_same_route_then_phone_never_to_responded_or_withdrawn(
 
     second = send_reminders(fieldwork(runtime, s, key), invited + timedelta(days=14))
     assert second.sent == {"reminder_2": {"email": 0, "post": 0, "phone": 14}}
-    members = read_pack(Path(second.packs[0]), load_or_create_pack_passphrase(runtime.home)[0])
+    members = read_pack(Path(second.packs[0]), runtime.secrets.passphrase_or_create(PACK_PASSPHRASE)[0])
     calls = csv_rows(members["call_list.csv"])
     assert len(calls) == 14 and set(members) == {"call_list.csv"}
     assert not {r["token"] for r in calls} & (set(responded) | {withdrawn})
@@ -438,8 +438,8 @@ def test_interview_draw_is_stored_once(runtime: Runtime) -> None:
 
 
 def test_pack_passphrase_created_once_0600(tmp_path: Path, sqlite_runtime: Runtime) -> None:
-    first, created = load_or_create_pack_passphrase(sqlite_runtime.home)
-    second, again = load_or_create_pack_passphrase(sqlite_runtime.home)
+    first, created = sqlite_runtime.secrets.passphrase_or_create(PACK_PASSPHRASE)
+    second, again = sqlite_runtime.secrets.passphrase_or_create(PACK_PASSPHRASE)
     assert created and not again and first == second and len(first) == 32
     path = sqlite_runtime.home.keys / "pack_passphrase"
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
@@ -447,8 +447,8 @@ def test_pack_passphrase_created_once_0600(tmp_path: Path, sqlite_runtime: Runti
 
 def test_smtp_mailer_starttls_refused_is_unavailable(smtp: tuple[Inbox, int]) -> None:
     """STARTTLS against a server that does not offer it fails as 'unavailable', no text leaks."""
-    from tasks.mailer import MailUnavailable
-    from tasks.settings import SmtpSettings
+    from tasks.core.settings import SmtpSettings
+    from tasks.survey.mailer import MailUnavailable
 
     _, port = smtp
     mailer = SmtpMailer(SmtpSettings(host="127.0.0.1", port=port, starttls=True, timeout_seconds=5))
@@ -496,7 +496,7 @@ def test_refused_message_is_not_a_bounce(sqlite_runtime: Runtime) -> None:
 
 
 def test_address_that_cannot_be_a_header_is_unreachable(sqlite_runtime: Runtime) -> None:
-    from tasks.contacts import store_contacts
+    from tasks.core.contacts import store_contacts
 
     rt = sqlite_runtime
     s = survey_settings(rt.settings, sample_size=20)

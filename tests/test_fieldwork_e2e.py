@@ -37,10 +37,10 @@ from test_sampling import populate, standard_population
 from flows.fieldwork import interviews_flow, invite_flow, remind_flow
 from flows.responses import import_flow, withdraw_flow
 from flows.sampling import LOW_RATE_EVENT, monitor_flow, sample_flow, survey_deployments, topup_flow
-from tasks.fieldwork import uk_date
-from tasks.responses import token_digest
-from tasks.runtime import Runtime, open_runtime, use_runtime
-from tasks.synthetic import generate_survey_export, survey_export_csv
+from tasks.core.runtime import Runtime, open_runtime, use_runtime
+from tasks.demo.synthetic import generate_survey_export, survey_export_csv
+from tasks.survey.fieldwork import uk_date
+from tasks.survey.responses import token_digest
 
 pytestmark = pytest.mark.e2e
 MARKERS = ("ZQX", "zqxmail", "07700 9")
@@ -260,7 +260,7 @@ def test_commands_exit_1_with_one_line(tmp_path: Path, prefect_harness: None,
                                       capsys: pytest.CaptureFixture[str]) -> None:
     import json
 
-    from flows.cli import main
+    from cli.main import main
 
     home, db, port = tmp_path / "var", f"sqlite:///{tmp_path / 'cli.db'}", free_port()
     rt = open_runtime(make_settings(home, db))

@@ -23,10 +23,20 @@ import polars as pl
 import pytest
 from sqlalchemy import Engine, create_engine, text
 
-from flows.cli import main
+from cli.main import main
 from schemas.codes import CHILDREN, EPISODES, FAMILIES, GOALS, SPECIALIST_REFERRALS, TABLES
-from tasks.contacts import load_contacts
-from tasks.ingest import (
+from tasks.core.contacts import load_contacts
+from tasks.core.runtime import Runtime
+from tasks.core.secrets import Secrets
+from tasks.demo.synthetic import (
+    aes_zip,
+    age_encrypt,
+    generate_tables,
+    new_age_identity,
+    render_members,
+    zip_members,
+)
+from tasks.ingest.pipeline import (
     CheckedFile,
     IngestOutcome,
     IngestSecrets,
@@ -35,18 +45,9 @@ from tasks.ingest import (
     load_ingest_secrets,
     run_stage,
 )
-from tasks.pseudonymise import pseudonym, pseudonymise_failures, split_contacts
-from tasks.runtime import Runtime
-from tasks.synthetic import (
-    aes_zip,
-    age_encrypt,
-    generate_tables,
-    new_age_identity,
-    render_members,
-    zip_members,
-)
-from tasks.transform import derive_tables, in_window
-from tasks.validate import ValidatedTables
+from tasks.ingest.pseudonymise import pseudonym, pseudonymise_failures, split_contacts
+from tasks.ingest.transform import derive_tables, in_window
+from tasks.ingest.validate import ValidatedTables
 
 PASS = "ingest-test-passphrase-7"  # noqa: S105 - test passphrase
 WINDOW = (date(2021, 1, 1), date(2021, 6, 30))
@@ -69,7 +70,7 @@ def read_key(home: Path, name: str) -> bytes:
 
 
 def expected_pid(key: bytes, kind: str, source_id: str, cluster: str = "pilot") -> str:
-    """The documented pseudonym formula, computed here independently of tasks.pseudonymise."""
+    """The documented pseudonym formula, computed here independently of tasks.ingest.pseudonymise."""
     message = b"\x1f".join([b"cluster-eval/pid/v1", cluster.encode(), kind.encode(),
                             source_id.encode()])
     return hmac.new(key, message, hashlib.sha256).hexdigest()[:32]
@@ -433,7 +434,7 @@ def test_cli_rejection_exit_code_stderr_and_quarantine(
 
 
 def _secrets(runtime: Runtime) -> IngestSecrets:
-    return load_ingest_secrets(runtime.home, {"CLUSTER_EVAL_EXTRACT_PASSPHRASE": PASS})
+    return load_ingest_secrets(Secrets(runtime.home, {"CLUSTER_EVAL_EXTRACT_PASSPHRASE": PASS}))
 
 
 def _ingest(runtime: Runtime, path: Path, stage: Callable[..., Any] = run_stage,
@@ -517,7 +518,7 @@ def test_concurrent_ingests_of_one_file_load_once(runtime: Runtime, tmp_path: Pa
 
 def test_failed_load_rolls_back_and_leaves_the_file(runtime: Runtime, tmp_path: Path,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    import tasks.load
+    import tasks.ingest.load
 
     path = tmp_path / "x.zip"
     path.write_bytes(aes_zip(render_members(generate_tables(20, seed=4)), PASS))
@@ -525,7 +526,7 @@ def test_failed_load_rolls_back_and_leaves_the_file(runtime: Runtime, tmp_path: 
     def broken(*args: Any, **kwargs: Any) -> None:
         raise RuntimeError("audit unavailable")
 
-    monkeypatch.setattr(tasks.load, "append_audit", broken)
+    monkeypatch.setattr(tasks.ingest.load, "append_audit", broken)
     with pytest.raises(Exception, match="load stage stopped on an unexpected RuntimeError"):
         _ingest(runtime, path)
     assert all(v == 0 for v in table_counts(runtime.engine).values())
@@ -571,8 +572,8 @@ def test_every_delivery_form_ingests_every_row(sqlite_runtime: Runtime, tmp_path
 def test_analysis_tables_hold_only_kept_and_derived_columns() -> None:
     """Read against schemas.columns: no PII, free text or id column reaches the store."""
     from schemas.columns import RULES
-    from tasks.pseudonymise import CONTACT_FIELDS, ID_COLUMNS
-    from tasks.transform import ANALYSIS_COLUMNS
+    from tasks.ingest.pseudonymise import CONTACT_FIELDS, ID_COLUMNS
+    from tasks.ingest.transform import ANALYSIS_COLUMNS
 
     lists = {"presenting_issues": ("episode_issues", "issue"),
              "services": ("episode_services", "service")}
@@ -591,7 +592,7 @@ def test_analysis_tables_hold_only_kept_and_derived_columns() -> None:
 
 
 def test_copy_is_derived_only_from_plain_named_inserts() -> None:
-    from tasks.load import INSERTS, copy_statement
+    from tasks.ingest.load import INSERTS, copy_statement
 
     sql, columns = copy_statement(INSERTS[GOALS])
     assert sql == ("COPY goals (cluster_id, episode_pid, goal_number, goal_area, baseline_score, "

@@ -25,13 +25,13 @@ import pytest
 from conftest import prefect_home
 from sqlalchemy import create_engine, text
 
-from flows.cli import main
+from cli.main import main
 from schemas.codes import CHILDREN, EPISODES, FAMILIES, GOALS, SPECIALIST_REFERRALS
-from tasks.contacts import load_contacts
-from tasks.synthetic import MARKER_COLUMNS, aes_zip, generate_tables, marker_strings, render_members
+from tasks.core.contacts import load_contacts
+from tasks.demo.synthetic import MARKER_COLUMNS, aes_zip, generate_tables, marker_strings, render_members
 
 PASS = "privacy-test-passphrase-Xq7"  # noqa: S105 - test passphrase
-# Shapes of every marker kind (tasks.synthetic), to find them in binary files quickly.
+# Shapes of every marker kind (tasks.demo.synthetic), to find them in binary files quickly.
 MARKER_SHAPE = re.compile(
     rb"ZQX(?:NAME|CHILD|NOTE|GOAL|ADDR)\d{6,}|zqxmail\d{6,}@example\.invalid"
     rb"|QZ\d{2} \d[ABDEFGHJLNPQRSTUWXYZ]{2}")

@@ -29,11 +29,11 @@ from pyzipper.zipfile_aes import AESZipInfo
 from sqlalchemy import Engine, create_engine, text
 from test_archive import zipcrypto_zip
 
-from flows.cli import main
+from cli.main import main
 from schemas.codes import EPISODES, GOALS, TABLES
-from tasks.ingest import ingest_file, load_ingest_secrets
-from tasks.runtime import Runtime, open_runtime
-from tasks.synthetic import (
+from tasks.core.runtime import Runtime, open_runtime
+from tasks.core.secrets import Secrets
+from tasks.demo.synthetic import (
     aes_zip,
     age_encrypt,
     generate_tables,
@@ -41,6 +41,7 @@ from tasks.synthetic import (
     render_members,
     zip_members,
 )
+from tasks.ingest.pipeline import ingest_file, load_ingest_secrets
 
 PASS = "rejection-corpus-passphrase"  # noqa: S105 - test passphrase
 STORE_TABLES = ("extracts", "families", "children", "episodes", "episode_issues",
@@ -401,7 +402,7 @@ def test_mutated_extract_is_ingested_or_rejected_cleanly(fuzz_runtime: Runtime,
     path = inbox / "mutated.zip"
     path.write_bytes(aes_zip(mutate(SMALL, steps), PASS))
     before = table_counts(rt.engine)
-    secrets = load_ingest_secrets(rt.home, {"CLUSTER_EVAL_EXTRACT_PASSPHRASE": PASS})
+    secrets = load_ingest_secrets(Secrets(rt.home, {"CLUSTER_EVAL_EXTRACT_PASSPHRASE": PASS}))
 
     outcome = ingest_file(path, rt, secrets)
 

@@ -49,7 +49,7 @@ def test_ui_shows_every_stage_and_ingest_step(live_prefect_server: tuple[str, di
 
     url, env = live_prefect_server
     demo = subprocess.run(  # noqa: S603
-        [sys.executable, "-m", "flows.cli", "demo", "--families", "120"],
+        [sys.executable, "-m", "cli", "demo", "--families", "120"],
         env={**env, "CLUSTER_EVAL_HOME": str(tmp_path / "var")}, cwd=tmp_path,
         capture_output=True, text=True, timeout=300, check=False)
     assert demo.returncode == 0, demo.stderr

@@ -11,9 +11,9 @@ import xlsxwriter
 
 from schemas.codes import TABLE_COLUMNS, TABLES
 from schemas.columns import READ_COLUMNS, REQUIRED_COLUMNS, columns_for
-from tasks.errors import InputRejected
-from tasks.reader import ROW, detect_encoding, normalise_header, read_tables
-from tasks.synthetic import generate_tables, render_members
+from tasks.core.errors import InputRejected
+from tasks.demo.synthetic import generate_tables, render_members
+from tasks.ingest.reader import ROW, detect_encoding, normalise_header, read_tables
 
 FILE = "extract.zip"
 

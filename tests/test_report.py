@@ -1,4 +1,4 @@
-"""tasks.report: output folder rules, files, workbook, charts, manifest and the HTML report.
+"""tasks.analysis.report: output folder rules, files, workbook, charts, manifest and the HTML report.
 
 The Playwright test opens report.html in headless Chromium with the network cut off and
 checks that every chart rendered and that the page asked for nothing but itself.
@@ -18,16 +18,7 @@ import polars as pl
 import pytest
 from test_analysis import base_study, survey_study
 
-from tasks.analysis import (
-    TABLES,
-    TABLES_BY_NAME,
-    Analysis,
-    build_analysis,
-    load_study_data,
-    publication_tables,
-)
-from tasks.errors import UserFacingError
-from tasks.report import (
+from tasks.analysis.report import (
     OKABE_ITO,
     ReportContext,
     check_output_dir,
@@ -36,8 +27,17 @@ from tasks.report import (
     settings_digest,
     write_outputs,
 )
-from tasks.runtime import Runtime
-from tasks.settings import Settings
+from tasks.analysis.tables import (
+    TABLES,
+    TABLES_BY_NAME,
+    Analysis,
+    build_analysis,
+    load_study_data,
+    publication_tables,
+)
+from tasks.core.errors import UserFacingError
+from tasks.core.runtime import Runtime
+from tasks.core.settings import Settings
 
 WHEN = datetime(2022, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -130,7 +130,7 @@ def test_replacing_an_earlier_run_and_failing_midway(analysed, tmp_path: Path,
     write_outputs(out, analysis, publication, context)
     before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*.csv")}
 
-    import tasks.report as report
+    import tasks.analysis.report as report
 
     def broken(*args, **kwargs):
         raise OSError("disk full")

@@ -12,9 +12,11 @@ from test_fieldwork import drawn, households
 from test_sampling import survey_settings
 
 from schemas.survey import SurveyExportRaw, SurveyResponseClean, clean_schema
-from tasks.contacts import load_contacts
-from tasks.errors import InputRejected
-from tasks.responses import (
+from tasks.core.contacts import load_contacts
+from tasks.core.errors import InputRejected
+from tasks.core.runtime import Runtime
+from tasks.core.secrets import CONTACT_KEY
+from tasks.survey.responses import (
     UnknownToken,
     import_responses,
     parse_submitted_at,
@@ -24,9 +26,7 @@ from tasks.responses import (
     token_digest,
     withdraw_household,
 )
-from tasks.runtime import Runtime
-from tasks.sampling import draw_wave
-from tasks.secrets import CONTACT_KEY, require_key
+from tasks.survey.sampling import draw_wave
 
 HEADER = ("token,submitted_at,mode,q1_life_satisfaction,q2_worthwhile,q3_happy_yesterday,"
           "q4_anxious_yesterday,q5_child_wellbeing,q6_parenting_confidence,"
@@ -169,7 +169,7 @@ def test_withdraw_deletes_now_and_marks_never_contact(runtime: Runtime, tmp_path
     result = withdraw_household(runtime.engine, s, token_digest(f"  {token} "))
     assert result.as_json() == {"status": "withdrawn", "wave": 1, "responses_deleted": 1,
                                 "contact_deleted": 1, "interview_draws_deleted": 1}
-    key = require_key(CONTACT_KEY, runtime.home)
+    key = runtime.secrets.key(CONTACT_KEY)
     with runtime.engine.connect() as conn:
         assert family not in load_contacts(conn, key, "pilot")
         assert conn.execute(text("SELECT withdrawn_at FROM households WHERE token = :t"),

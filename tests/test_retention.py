@@ -17,10 +17,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy import text
 
-from tasks.contacts import ContactRecord, store_contacts
-from tasks.errors import ConfigError
-from tasks.home import Home, write_private
-from tasks.retention import (
+from tasks.core.contacts import ContactRecord, store_contacts
+from tasks.core.errors import ConfigError
+from tasks.core.home import Home, write_private
+from tasks.core.runtime import Runtime, open_runtime, use_runtime
+from tasks.core.secrets import CONTACT_KEY, PSEUDONYM_KEY, load_or_create_key
+from tasks.retention.schedule import (
     DELETION_EVENT,
     VERIFICATION_EVENT,
     FlowRunRef,
@@ -36,8 +38,6 @@ from tasks.retention import (
     take_inventory,
     unfinished_units,
 )
-from tasks.runtime import Runtime, open_runtime, use_runtime
-from tasks.secrets import CONTACT_KEY, PSEUDONYM_KEY, load_or_create_key
 
 FIELDWORK_END = date(2022, 3, 31)
 PUBLICATION = date(2022, 8, 31)
@@ -175,7 +175,7 @@ def markers_in(paths: list[Path]) -> set[str]:
 def cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], rt: Runtime,
         *argv: str, **settings: str) -> tuple[int, str, str]:
     """Run cluster-eval in-process against this runtime's home and database."""
-    from flows.cli import main
+    from cli.main import main
 
     monkeypatch.setenv("CLUSTER_EVAL_HOME", str(rt.home.root))
     monkeypatch.setenv("CLUSTER_EVAL_DATABASE_URL", rt.settings.database)
@@ -196,7 +196,7 @@ def _cluster_run_tags() -> Iterator[None]:
     """Tag this module's flow runs as the CLI does, so sweeps see them (and only them)."""
     from prefect import tags
 
-    from tasks.runtime import run_tags
+    from tasks.core.runtime import run_tags
 
     with tags(*run_tags("pilot")):
         yield
@@ -465,7 +465,9 @@ def _log_in_a_project_flow(marker: str) -> None:
 
 @pytest.mark.e2e
 def test_sweeps_before_and_after_each_deadline(study: Runtime, prefect_harness: None) -> None:
-    from flows.retention import PrefectRunHistory, project_flow_names, retention_flow
+    from flows.retention import retention_flow
+    from tasks.core.flow_names import FLOW_NAMES
+    from tasks.retention.history import PrefectRunHistory
 
     assert state(study) == expected_state("2022-01-31")
     sqlite = study.engine.dialect.name == "sqlite"
@@ -500,15 +502,14 @@ def test_sweeps_before_and_after_each_deadline(study: Runtime, prefect_harness: 
     checks = audit_events(study, VERIFICATION_EVENT)
     assert [(c["as_of"], c["ok"], c["rows"], c["files"], c["keys"]) for c in checks] == [
         (as_of, True, 0, 0, 0) for as_of, _ in STEPS]
-    from tasks.audit import verify_audit
+    from tasks.core.audit import verify_audit
 
     with study.engine.connect() as conn:
         assert verify_audit(conn).ok
         assert conn.execute(text("SELECT COUNT(*) FROM stored_files WHERE deleted_at IS NULL")).scalar_one() == 0
     # Prefect: no run of this project's flows older than the final sweep; its own run keeps the table.
     final_run = checks[-1]["flow_run_id"]
-    names, _ = project_flow_names()
-    assert PrefectRunHistory(tags=study.run_tags).runs(names, datetime.now(UTC), [final_run]) == []
+    assert PrefectRunHistory(tags=study.run_tags).runs(FLOW_NAMES, datetime.now(UTC), [final_run]) == []
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
@@ -626,7 +627,7 @@ def test_pipeline_output_is_gone_after_the_last_deadline(
     from aiosmtpd.controller import Controller
     from test_fieldwork import Inbox, free_port
 
-    from tasks.synthetic import generate_survey_export, survey_export_csv, write_extract
+    from tasks.demo.synthetic import generate_survey_export, survey_export_csv, write_extract
 
     today = datetime.now(UTC).date()
     fieldwork_end, published = today + timedelta(days=5), today + timedelta(days=60)
@@ -646,7 +647,7 @@ def test_pipeline_output_is_gone_after_the_last_deadline(
     controller.start()
 
     def run(*argv: str) -> dict[str, Any]:
-        from flows.cli import main
+        from cli.main import main
 
         capsys.readouterr()
         code = main([*argv, "--json"])
@@ -663,7 +664,7 @@ def test_pipeline_output_is_gone_after_the_last_deadline(
     responses = tmp_path / "delivery" / "responses.csv"
     responses.write_bytes(survey_export_csv(generate_survey_export(tokens, seed=5, response_rate=0.6)))
     run("responses", "import", str(responses))
-    from flows.cli import main
+    from cli.main import main
 
     assert main(["analyse", "--out", str(home / "outputs" / "report")]) == 0
     rt = open_runtime(make_settings(home, f"sqlite:///{database}"))
@@ -702,8 +703,8 @@ def test_pipeline_output_is_gone_after_the_last_deadline(
 def test_a_sweep_sees_only_its_own_clusters_runs(prefect_harness: None) -> None:
     from prefect import flow, tags
 
-    from flows.retention import PrefectRunHistory
-    from tasks.runtime import run_tags
+    from tasks.retention.history import PrefectRunHistory
+    from tasks.core.runtime import run_tags
 
     @flow(name="status", persist_result=False)
     def some_stage() -> str:

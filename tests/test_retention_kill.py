@@ -1,6 +1,6 @@
 """A sweep killed with SIGKILL mid-item is finished by a re-run, with the same outcome and audit.
 
-The sweep runs as ``python -m flows.cli retention`` in its own process group (with its own
+The sweep runs as ``python -m cli retention`` in its own process group (with its own
 ephemeral Prefect server); a test hook writes each step's label to a trace file and pauses,
 so the test kills it at chosen points: after an item is recorded as started (nothing removed
 yet) and after an item's files are removed (its rows and audit event not yet written).
@@ -31,9 +31,9 @@ from test_retention import (
     state,
 )
 
-from tasks.audit import verify_audit
-from tasks.retention import DELETION_EVENT, VERIFICATION_EVENT
-from tasks.runtime import Runtime, open_runtime, use_runtime
+from tasks.core.audit import verify_audit
+from tasks.core.runtime import Runtime, open_runtime, use_runtime
+from tasks.retention.schedule import DELETION_EVENT, VERIFICATION_EVENT
 
 AS_OF = "2024-08-31"
 PUBLICATION_ITEM = "outputs/run1 [publication charts analysis.xlsx report.html manifest.json]"
@@ -63,7 +63,7 @@ def _env(rt: Runtime, root: Path, trace: Path, pause: float) -> dict[str, str]:
 def _sweep(env: dict[str, str], kill_at: str | None, trace: Path) -> subprocess.CompletedProcess[str] | None:
     """Run one sweep; kill its whole process group once ``kill_at`` shows in the trace."""
     process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-        [sys.executable, "-m", "flows.cli", "retention", "--as-of", AS_OF, "--json"],
+        [sys.executable, "-m", "cli", "retention", "--as-of", AS_OF, "--json"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     deadline = time.monotonic() + 240
     try:

@@ -14,11 +14,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine, text
 
-from tasks.allocation import hamilton_allocation
-from tasks.contacts import ContactRecord, store_contacts
-from tasks.home import Home
-from tasks.runtime import Runtime
-from tasks.sampling import (
+from tasks.core.contacts import ContactRecord, store_contacts
+from tasks.core.home import Home
+from tasks.core.runtime import Runtime
+from tasks.core.secrets import CONTACT_KEY, Secrets, load_or_create_key
+from tasks.core.settings import Settings
+from tasks.survey.allocation import hamilton_allocation
+from tasks.survey.sampling import (
     Candidate,
     SamplingError,
     SamplingFrame,
@@ -31,8 +33,6 @@ from tasks.sampling import (
     stratum_of,
     wave_seed,
 )
-from tasks.secrets import CONTACT_KEY, load_or_create_key
-from tasks.settings import Settings
 
 EXTRACT_SHA = "e" * 64
 
@@ -160,7 +160,7 @@ def test_build_frame_counts_each_exclusion_once() -> None:
 
 
 def _frame(sizes: dict[str, int]) -> SamplingFrame:
-    from tasks.sampling import FrameUnit
+    from tasks.survey.sampling import FrameUnit
 
     units = [FrameUnit(f"{h}-{k:03d}", h, "email") for h, n in sizes.items() for k in range(n)]
     return SamplingFrame(tuple(units), {})
@@ -350,8 +350,8 @@ def test_sample_command_json_and_one_line_errors(
         capsys: pytest.CaptureFixture[str]) -> None:
     from conftest import make_settings
 
-    from flows.cli import main
-    from tasks.runtime import open_runtime
+    from cli.main import main
+    from tasks.core.runtime import open_runtime
 
     home = tmp_path / "var"
     db = f"sqlite:///{tmp_path / 'cli.db'}"
@@ -383,14 +383,14 @@ def test_frame_from_a_real_ingest_matches_the_extract(sqlite_runtime: Runtime, t
     """Ingest a synthetic extract with the real pipeline; recompute the frame from its raw tables."""
     import polars as pl
 
-    from tasks.ingest import ingest_file, load_ingest_secrets
-    from tasks.synthetic import aes_zip, generate_tables, render_members
+    from tasks.demo.synthetic import aes_zip, generate_tables, render_members
+    from tasks.ingest.pipeline import ingest_file, load_ingest_secrets
 
     rt = sqlite_runtime
     tables = generate_tables(150, seed=5)
     path = tmp_path / "extract.zip"
     path.write_bytes(aes_zip(render_members(tables), "pass-phrase-1"))
-    secrets = load_ingest_secrets(rt.home, {"CLUSTER_EVAL_EXTRACT_PASSPHRASE": "pass-phrase-1"})
+    secrets = load_ingest_secrets(Secrets(rt.home, {"CLUSTER_EVAL_EXTRACT_PASSPHRASE": "pass-phrase-1"}))
     assert ingest_file(path, rt, secrets).status == "ingested"
 
     start, end = rt.settings.study.window_start.isoformat(), rt.settings.study.window_end.isoformat()

@@ -1,4 +1,4 @@
-"""Tests for tasks.stats: rounding, quartiles, stratified ONS4 estimate, bands, percent."""
+"""Tests for tasks.analysis.stats: rounding, quartiles, stratified ONS4 estimate, bands, percent."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tasks.stats import (
+from tasks.analysis.stats import (
     ONS4_BANDS_ANXIETY,
     ONS4_BANDS_POSITIVE,
     StratifiedEstimate,

@@ -11,13 +11,13 @@ from conftest import make_settings
 from sqlalchemy import text
 from test_retention import populate
 
-from tasks.errors import ConfigError
-from tasks.runtime import Runtime, open_runtime
+from tasks.core.errors import ConfigError
+from tasks.core.runtime import Runtime, open_runtime
 
 
 def _cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], rt: Runtime,
          *argv: str) -> tuple[int, str, str]:
-    from flows.cli import main
+    from cli.main import main
 
     monkeypatch.setenv("CLUSTER_EVAL_HOME", str(rt.home.root))
     monkeypatch.setenv("CLUSTER_EVAL_DATABASE_URL", rt.settings.database)

@@ -44,7 +44,7 @@ from schemas.codes import (
     YES_NO_QUESTIONS,
     YES_VALUES,
 )
-from tasks.synthetic import (
+from tasks.demo.synthetic import (
     aes_zip,
     age_encrypt,
     generate_survey_export,

@@ -12,9 +12,9 @@ import pytest
 from schemas.codes import TABLE_COLUMNS, TABLES
 from schemas.columns import READ_COLUMNS, RULES, columns_for, rules_for
 from schemas.extract import CLEAN_MODELS, RAW_MODELS
-from tasks.reader import read_tables
-from tasks.synthetic import generate_tables, render_members
-from tasks.validate import (
+from tasks.demo.synthetic import generate_tables, render_members
+from tasks.ingest.reader import read_tables
+from tasks.ingest.validate import (
     BAD_DATE_REASON,
     FAILURE_SCHEMA,
     US_DATE_REASON,

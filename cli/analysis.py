@@ -1,0 +1,21 @@
+"""``cluster-eval analyse --out DIR``."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from cli.commands import Outcome
+from flows.analysis import analyse_flow
+
+
+def _summary(result: dict[str, Any]) -> str:
+    lines = [f"analysis written to {result['out']} ({result['tables']} tables); "
+             f"report: {result['report']}"]
+    lines += [f"note: {note}" for note in result["notes"]]
+    return "\n".join(lines)
+
+
+def run_analyse_command(args: argparse.Namespace) -> Outcome:
+    """``cluster-eval analyse --out DIR``."""
+    return analyse_flow(out=str(args.out)), 0, _summary

@@ -1,0 +1,36 @@
+"""Demo-only helpers: a synthetic encrypted extract and SIMULATED survey responses.
+
+Nothing here is used on real data. Simulated responses are labelled as such in their file
+name and in the flow run, so a demo report can never be mistaken for fieldwork results.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy import Connection
+
+from tasks.core.db import rows
+from tasks.core.home import Home, write_private
+from tasks.core.secrets import EXTRACT_PASSPHRASE, Secrets
+from tasks.demo.synthetic import generate_survey_export, survey_export_csv, write_extract
+
+DEMO_RESPONSE_RATE = 0.6
+
+
+def make_demo_extract(home: Home, secrets: Secrets, families: int, seed: int) -> Path:
+    """Write a synthetic AES-256 ZIP extract (with .sha256 sidecar) into HOME/inbox."""
+    inbox = home.root / "inbox"
+    inbox.mkdir(mode=0o700, exist_ok=True)
+    path = inbox / f"demo-extract-{families}-{seed}.zip"
+    return write_extract(path, families=families, seed=seed, fmt="csv", encryption="aes-zip",
+                         passphrase=secrets.passphrase_or_create(EXTRACT_PASSPHRASE)[0], messy=True, sidecar=True)
+
+
+def simulate_responses(conn: Connection, home: Home, cluster_id: str, wave: int, seed: int) -> Path:
+    """Write a SIMULATED response export for a wave's tokens (demo only)."""
+    tokens = [r["token"] for r in rows(conn, "demo_wave_tokens", {"cluster_id": cluster_id, "wave": wave})]
+    export = generate_survey_export(tokens, seed=seed, response_rate=DEMO_RESPONSE_RATE)
+    path = home.root / "inbox" / f"SIMULATED-demo-responses-wave{wave}.csv"
+    write_private(path, survey_export_csv(export))
+    return path

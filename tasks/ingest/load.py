@@ -1,0 +1,241 @@
+"""Load one extract into the analysis store in ONE transaction.
+
+Rows go in with SQLAlchemy Core executemany (SQLite) or psycopg ``COPY`` (PostgreSQL), both
+inside the same transaction.
+
+Inside the transaction, in order: claim the extract (its row in ``extracts``; the primary key
+(cluster_id, sha256) makes a second, concurrent ingest of the same file fail here, which is
+reported as a duplicate), delete the rows a later extract replaces (same pseudonymised keys),
+insert the analysis tables, the contact store's ciphertexts, the quarantined rows' keys and
+reasons, the raw file's retention entry and the audit event; finally move the still-encrypted
+file into ``HOME/raw``. Any error rolls everything back and puts the file back where it was.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+
+from schemas.codes import CHILDREN, EPISODES, FAMILIES, GOALS, SPECIALIST_REFERRALS
+from tasks.core.audit import AuditValue, append_audit
+from tasks.core.contacts import ContactRecord, seal_contacts
+from tasks.core.db import query
+from tasks.core.errors import UserFacingError
+from tasks.ingest.transform import EPISODE_ISSUES, EPISODE_SERVICES, AnalysisTables
+
+RAW_EXTRACT = "raw_extract"
+CONTACT_COLUMNS = ("cluster_id", "family_pid", "key_id", "nonce", "ciphertext", "extract_sha256")
+INGESTED = "ingested"
+BATCH_ROWS = 50_000
+
+# Analysis table -> its insert statement (sql/queries), in load order (parents first).
+INSERTS: dict[str, str] = {
+    FAMILIES: "ingest_insert_family",
+    CHILDREN: "ingest_insert_child",
+    EPISODES: "ingest_insert_episode",
+    EPISODE_ISSUES: "ingest_insert_episode_issue",
+    EPISODE_SERVICES: "ingest_insert_episode_service",
+    GOALS: "ingest_insert_goal",
+    SPECIALIST_REFERRALS: "ingest_insert_referral",
+}
+# Rows a later extract replaces: (table, key column, existing keys query, delete statement),
+# children first. Deleting an episode or family cascades to its own rows (goals, ...).
+REPLACES: tuple[tuple[str, str, str, str], ...] = (
+    (SPECIALIST_REFERRALS, "referral_pid", "ingest_existing_referrals", "ingest_delete_referral"),
+    (EPISODES, "episode_pid", "ingest_existing_episodes", "ingest_delete_episode"),
+    (CHILDREN, "child_pid", "ingest_existing_children", "ingest_delete_child"),
+    (FAMILIES, "family_pid", "ingest_existing_families", "ingest_delete_family"),
+)
+
+
+class AlreadyIngested(Exception):
+    """The extract's (cluster, sha256) is already in ``extracts``."""
+
+
+@dataclass(frozen=True)
+class ExtractFile:
+    """The encrypted file being ingested and where it is kept once accepted."""
+
+    source: Path
+    raw_path: Path
+    sha256: str
+    encryption: str
+
+    @property
+    def sidecar(self) -> Path:
+        return self.source.with_name(self.source.name + ".sha256")
+
+
+# A plain named insert whose bind parameters are its column names can be streamed with COPY.
+_PLAIN_INSERT = re.compile(r"^INSERT INTO (\w+) \(([\w, ]+)\) VALUES \(([:\w, ]+)\)$")
+
+
+def copy_statement(statement: str) -> tuple[str, list[str]] | None:
+    """The ``COPY ... FROM STDIN`` equivalent of a plain named INSERT and its columns, or None.
+
+    Table and column names come only from the project's own ``sql/queries`` files and must be
+    bare identifiers; anything else falls back to executemany.
+    """
+    match = _PLAIN_INSERT.match(query(statement).text.strip())
+    if not match:
+        return None
+    table, columns, binds = match.groups()
+    names = [c.strip() for c in columns.split(",")]
+    if [b.strip().removeprefix(":") for b in binds.split(",")] != names:
+        return None
+    return f"COPY {table} ({', '.join(names)}) FROM STDIN", names
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+def _execute_frame(conn: Connection, statement: str, df: pl.DataFrame,
+                   constants: Mapping[str, Any]) -> None:
+    """Run one named statement for every row of a frame (COPY, or executemany in batches).
+
+    The statement is compiled once for the connection's dialect and run at the driver level
+    with plain tuples or dicts, so a million rows do not pay SQLAlchemy's per-row overhead.
+    """
+    if df.is_empty():
+        return
+    copy = copy_statement(statement) if conn.dialect.name == "postgresql" else None
+    if copy is not None:
+        sql, names = copy
+        df = df.with_columns(pl.lit(value).alias(name) for name, value in constants.items())
+        with conn.connection.driver_connection.cursor() as cursor, cursor.copy(sql) as stream:
+            for row in df.select(names).iter_rows():
+                stream.write_row(row)
+        return
+    compiled = query(statement).compile(dialect=conn.dialect)
+    if conn.dialect.name == "sqlite":  # dates as ISO text, as SQLAlchemy's SQLite Date does
+        df = df.with_columns(pl.col(pl.Date).dt.to_string("%Y-%m-%d"))
+    df = df.with_columns(pl.lit(value).alias(name) for name, value in constants.items())
+    names = list(compiled.positiontup or compiled.binds)
+    for batch in df.select(names).iter_slices(BATCH_ROWS):
+        params: list[Any] = batch.rows() if compiled.positional else batch.to_dicts()
+        conn.exec_driver_sql(compiled.string, params)
+
+
+def _replaced_keys(conn: Connection, cluster: str, existing: str, keys: pl.Series) -> pl.DataFrame:
+    """The keys of this extract that are already in the store (their rows get replaced)."""
+    stored = pl.Series([row.pid for row in conn.execute(query(existing), {"cluster_id": cluster})],
+                       dtype=pl.String)
+    return keys.filter(keys.is_in(stored.implode())).to_frame()
+
+
+def _move(source: Path, target: Path) -> None:
+    target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    shutil.move(source, target)
+
+
+def planned_moves(extract: ExtractFile) -> list[tuple[Path, Path]]:
+    """Where the encrypted file (and its .sha256 sidecar, when present) go in HOME/raw."""
+    moves = [(extract.source, extract.raw_path)]
+    if extract.sidecar.is_file():
+        moves.append((extract.sidecar, extract.raw_path.with_name(extract.raw_path.name + ".sha256")))
+    return moves
+
+
+def keep_raw_files(moves: list[tuple[Path, Path]]) -> list[tuple[Path, Path]]:
+    """Move the files into HOME/raw; on failure put back what moved and raise OSError."""
+    done: list[tuple[Path, Path]] = []
+    try:
+        for source, target in moves:
+            _move(source, target)
+            done.append((source, target))
+    except OSError:
+        undo_moves(done)
+        raise
+    return done
+
+
+def undo_moves(moves: list[tuple[Path, Path]]) -> None:
+    """Put moved files back where they came from (after a rollback)."""
+    for source, target in reversed(moves):
+        if target.exists() and not source.exists():
+            _move(target, source)
+
+
+def load_extract(engine: Engine, cluster: str, extract: ExtractFile, analysis: AnalysisTables,
+                 contacts: Mapping[str, ContactRecord], contact_key: bytes,
+                 failures: pl.DataFrame, audit: Mapping[str, AuditValue],
+                 flow_run_id: str | None = None) -> bool:
+    """Load everything in one transaction; False when the extract was already ingested."""
+    moves: list[tuple[Path, Path]] = []
+    try:
+        with engine.begin() as conn:
+            try:
+                conn.execute(query("ingest_insert_extract"), {
+                    "cluster_id": cluster, "sha256": extract.sha256,
+                    "file_name": extract.source.name, "encryption": extract.encryption,
+                    "status": INGESTED, "received_at": _now(), "raw_path": str(extract.raw_path),
+                })
+            except IntegrityError:
+                raise AlreadyIngested from None
+            on_cluster = {"cluster_id": cluster}
+            for table, column, existing, delete in REPLACES:
+                keys = analysis.tables[table].get_column(column)
+                _execute_frame(conn, delete, _replaced_keys(conn, cluster, existing, keys),
+                               on_cluster)
+            for table, statement in INSERTS.items():
+                constants = {**on_cluster, "extract_sha256": extract.sha256} if table == FAMILIES \
+                    else on_cluster
+                _execute_frame(conn, statement, analysis.tables[table], constants)
+            sealed = pl.DataFrame(seal_contacts(contact_key, cluster, extract.sha256, contacts),
+                                  schema=dict.fromkeys(CONTACT_COLUMNS, pl.String))
+            _execute_frame(conn, "contacts_delete_family",
+                           _replaced_keys(conn, cluster, "ingest_existing_contacts",
+                                          sealed.get_column("family_pid")), on_cluster)
+            _execute_frame(conn, "contacts_insert", sealed, {})
+            quarantined = failures.select(
+                pl.col("table").alias("table_name"), "row_key",
+                pl.col("column").alias("column_name"), "rule", "reason")
+            _execute_frame(conn, "ingest_insert_quarantined_row", quarantined,
+                           {**on_cluster, "source_sha256": extract.sha256})
+            planned = planned_moves(extract)
+            conn.execute(query("ingest_register_raw_file"), [
+                {"cluster_id": cluster, "path": str(target), "category": RAW_EXTRACT,
+                 "registered_at": _now()} for _, target in planned])
+            append_audit(conn, cluster, "ingest", audit, flow_run_id)
+            moves = keep_raw_files(planned)
+    except AlreadyIngested:
+        return False
+    except OSError as exc:  # the move into HOME/raw failed: the transaction was rolled back
+        undo_moves(moves)
+        raise UserFacingError(
+            f"the extract could not be moved into {extract.raw_path.parent} ({exc.strerror}); "
+            "nothing was stored; check that folder and run the ingest again"
+        ) from None
+    except SQLAlchemyError as exc:
+        undo_moves(moves)
+        # The driver's message may quote row values: name the error class only.
+        raise UserFacingError(
+            f"the database refused the load ({type(exc).__name__}); nothing was stored and the "
+            "file was left where it was; check the database and run the ingest again"
+        ) from None
+    except BaseException:
+        undo_moves(moves)
+        raise
+    return True
+
+
+def extract_exists(conn: Connection, cluster: str, sha256: str) -> bool:
+    """Whether this cluster already ingested an extract with this SHA-256."""
+    found = conn.execute(query("ingest_extract_exists"), {"cluster_id": cluster, "sha256": sha256})
+    return found.first() is not None
+
+
+def stored_population(conn: Connection, cluster: str) -> tuple[int, int]:
+    """(families, episodes) of the study population now in the store for a cluster."""
+    row = conn.execute(query("ingest_population"), {"cluster_id": cluster}).one()
+    return int(row.families), int(row.episodes)
