@@ -5,7 +5,11 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test check lint bench clean
+
+# Test processes (pytest-xdist workers) for `make test` and `make check`; WORKERS=0 runs in one process.
+WORKERS ?= 2
+PYTEST   = $(BIN)/pytest -q -p no:cacheprovider -n $(WORKERS)
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -16,11 +20,18 @@ $(STAMP): pyproject.toml requirements.lock
 demo: $(STAMP)
 	$(BIN)/cluster-eval demo
 
+# Every test: both databases, the Prefect servers, the browser.
 test: $(STAMP)
-	$(BIN)/pytest -q -p no:cacheprovider
+	$(PYTEST)
 
+# Style, complexity (ruff C901) and types (mypy, configured in pyproject.toml).
 lint: $(STAMP)
-	$(BIN)/ruff check flows tasks schemas deployments tests benchmarks
+	$(BIN)/ruff check flows tasks schemas deployments cli tests benchmarks
+	$(BIN)/mypy
+
+# The quick loop: lint, then every test that needs no Prefect server and no command-line process.
+check: lint
+	$(PYTEST) -m "not e2e"
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/ingest.py

@@ -25,10 +25,11 @@ import polars as pl
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tasks.ingest.pipeline import IngestSecrets, ingest_file  # noqa: E402
 from tasks.core.runtime import open_runtime  # noqa: E402
 from tasks.core.settings import Settings  # noqa: E402
-from tasks.demo.synthetic import aes_zip, generate_tables, render_members  # noqa: E402
+from tasks.demo.render import aes_zip, render_members  # noqa: E402
+from tasks.demo.synthetic import generate_tables  # noqa: E402
+from tasks.ingest.pipeline import IngestSecrets, ingest_file  # noqa: E402
 
 PASSPHRASE = "benchmark-passphrase"  # noqa: S105 - synthetic data only
 # Reported groups of pipeline stages.

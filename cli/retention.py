@@ -91,8 +91,6 @@ def run_audit_verify_command(args: argparse.Namespace) -> Outcome:
     """``cluster-eval audit verify``: exit 1 when the chain is broken."""
     result = audit_verify_flow()
     if not result["ok"]:
-        import sys
-
         print(f"cluster-eval: error: {_audit_summary(result)}", file=sys.stderr)
         return None, 1, _audit_summary
     return result, 0, _audit_summary

@@ -8,10 +8,11 @@ from pathlib import Path
 from typing import Any
 
 from cli.commands import Outcome
-from flows.fieldwork import NotContacted, interviews_flow, invite_flow, remind_flow
+from flows.fieldwork import interviews_flow, invite_flow, remind_flow
 from flows.responses import import_flow, withdraw_flow
 from flows.sampling import sample_flow
 from tasks.core.secrets import PACK_PASSPHRASE
+from tasks.survey.outgoing import NotContacted
 from tasks.survey.responses import token_digest
 
 

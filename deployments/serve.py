@@ -1,19 +1,22 @@
-"""``cluster-eval serve``: serve every deployment (schedules included) to ``PREFECT_API_URL``.
+"""``cluster-eval serve``: every deployment (schedules included), served to ``PREFECT_API_URL``.
 
-The retention sweep runs daily on ``retention.sweep_cron`` (UK time); the survey deployments come
-from ``flows.sampling.survey_deployments(settings)`` when that module provides it.
+The retention sweep runs daily on ``retention.sweep_cron``; the survey deployments (top-up,
+reminders on ``survey.reminder_cron``, monitor on ``survey.monitor_cron``) are in
+``deployments/survey.py``. Crons are UK time.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from prefect.deployments.runner import RunnerDeployment
 
+from deployments.common import built, uk_cron
+from deployments.survey import survey_deployments
+from flows.retention import retention_flow
 from tasks.core.errors import ConfigError
 from tasks.core.runtime import run_tags
 from tasks.core.settings import Settings
 
 RETENTION_DEPLOYMENT = "retention-daily"
-SCHEDULE_TIMEZONE = "Europe/London"
 
 
 def require_api_url() -> str:
@@ -29,37 +32,18 @@ def require_api_url() -> str:
     return str(url)
 
 
-def retention_deployment(settings: Settings) -> Any:
+def retention_deployment(settings: Settings) -> RunnerDeployment:
     """The daily retention sweep (cron from settings), deleting what is due each day."""
-    from prefect.client.schemas.schedules import CronSchedule
-    from prefect.schedules import Cron
-
-    from flows.retention import retention_flow
-
-    cron = settings.retention.sweep_cron
-    try:
-        CronSchedule(cron=cron, timezone=SCHEDULE_TIMEZONE)
-    except ValueError:
-        raise ConfigError(
-            f"retention.sweep_cron {cron!r} is not a valid cron expression, "
-            'e.g. "0 2 * * *" for 02:00 every day (UK time)'
-        ) from None
-    return retention_flow.to_deployment(
+    schedule = uk_cron("retention.sweep_cron", settings.retention.sweep_cron, '"0 2 * * *" for 02:00 every day')
+    return built(retention_flow.to_deployment(
         name=RETENTION_DEPLOYMENT,
-        schedules=[Cron(cron, timezone=SCHEDULE_TIMEZONE)],
+        schedules=[schedule],
         parameters={"dry_run": False},
         tags=["retention", *run_tags(settings.study.cluster)],
         description="Daily retention sweep: delete what the schedule says is due, verify, audit.",
-    )
+    ))
 
 
-def build_deployments(settings: Settings) -> list[Any]:
-    """Every deployment this project serves."""
-    deployments = [retention_deployment(settings)]
-    try:
-        from flows.sampling import survey_deployments
-    except ImportError:  # the survey stage adds its deployments when it provides them
-        return deployments
-    return deployments + list(survey_deployments(settings))
-
-
+def build_deployments(settings: Settings) -> list[RunnerDeployment]:
+    """Every deployment this project serves: the retention sweep and the survey deployments."""
+    return [retention_deployment(settings), *survey_deployments(settings)]

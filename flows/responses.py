@@ -13,9 +13,9 @@ from prefect import flow
 from prefect.runtime import flow_run
 
 from tasks.core import flow_names
-from tasks.core.db import compact_database
 from tasks.core.runtime import current_runtime
-from tasks.survey.responses import (
+from tasks.survey.steps import (
+    compact_database_task,
     finish_progress_task,
     import_responses_task,
     publish_response_rates_task,
@@ -34,8 +34,7 @@ def import_flow(path: Path) -> dict[str, Any]:
     """
     rt = current_runtime()
     progress = start_progress_task(rt.engine, rt.settings)
-    result = import_responses_task(rt.engine, rt.settings, Path(path),
-                                   flow_run_id=flow_run.get_id())
+    result = import_responses_task(rt.engine, rt.settings, Path(path), flow_run.get_id())
     finish_progress_task(progress, result)
     publish_response_rates_task(rt.engine, rt.settings)
     return result.as_json()
@@ -50,9 +49,6 @@ def withdraw_flow(token_sha256: str) -> dict[str, Any]:
             never reaches Prefect.
     """
     rt = current_runtime()
-    result = withdraw_household_task(rt.engine, rt.settings, token_sha256,
-                                     flow_run_id=flow_run.get_id()).as_json()
-    compact_database(rt.engine)  # no trace of the deleted rows left in the database files
-    return result
-
-
+    withdrawal = withdraw_household_task(rt.engine, rt.settings, token_sha256, flow_run.get_id())
+    compact_database_task(rt.engine)  # no trace of the deleted rows left in the database files
+    return withdrawal.as_json()

@@ -2,77 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
-from prefect import flow, task
-from prefect.cache_policies import NO_CACHE
-from sqlalchemy import Connection
+from prefect import flow
 
-from flows.retention import project_runs, running_run_ids
 from tasks.core import flow_names
-from tasks.core.db import rows
-from tasks.core.runtime import Runtime, current_runtime
-from tasks.retention.schedule import (
-    keys_held_elsewhere,
-    last_sweep,
-    load_rules,
-    plan_schedule,
-    sweep_problems,
-    take_inventory,
-)
-from tasks.survey.responses import survey_status
-
-
-def extract_summary(conn: Connection, cluster_id: str) -> dict[str, Any]:
-    """Extracts received, by status, and when the last one arrived."""
-    found = rows(conn, "retention_status_extracts", {"cluster_id": cluster_id})
-    by_status = {row["status"]: row["extracts"] for row in found}
-    last = max(
-        (row["last_received_at"] for row in found if row["status"] == "ingested"), default=None
-    )
-    return {
-        "ingested": by_status.get("ingested", 0),
-        "by_status": by_status,
-        "last_ingested_at": last,
-    }
-
-
-@task(name="summarise-status", cache_policy=NO_CACHE, persist_result=False)
-def summarise_status(runtime: Runtime, running: tuple[str, ...]) -> dict[str, Any]:
-    """Counts from the database and the retention schedule as of today (no personal data)."""
-    rules = load_rules()
-    now = datetime.now(UTC)
-    with runtime.engine.connect() as conn:
-        inventory = take_inventory(conn, runtime.home, runtime.cluster, rules)
-        problems = sweep_problems(
-            conn, runtime.settings, runtime.home, rules, inventory, now.date()
-        )
-        extracts = extract_summary(conn, runtime.cluster)
-        survey = survey_status(conn, runtime.settings)
-        last = last_sweep(conn, runtime.cluster)
-    runs = project_runs(runtime, now, running)
-    schedule = plan_schedule(rules, runtime.settings, inventory, runtime.home, runs, now.date())
-    return {
-        "cluster": runtime.cluster,
-        "extracts": extracts,
-        "survey": survey,
-        "retention": {
-            "as_of": now.date().isoformat(),
-            "last_sweep": last,
-            "due": [e.view() for e in schedule.due],
-            "next": [e.view() for e in schedule.next],
-            "unscheduled": list(schedule.unscheduled),
-        },
-        "warnings": list(schedule.warnings)
-        + problems
-        + keys_held_elsewhere(rules, inventory, runtime.secrets.exists),
-    }
+from tasks.core.runtime import current_runtime
+from tasks.retention.steps import running_run_ids
+from tasks.status.summary import summarise_status
 
 
 @flow(name=flow_names.STATUS, persist_result=False)
 def status_flow() -> dict[str, Any]:
     """Report extracts ingested, waves and response rates, and the next retention deletions."""
     return summarise_status(current_runtime(), running_run_ids())
-
-

@@ -1,4 +1,7 @@
-"""Code lists and table names of the extract and survey-export contract (extract-v1.md)."""
+"""Code lists and table names of the extract and survey-export contract (extract-v1.md).
+
+The extract's columns are described once, in the rules table ``schemas/columns.py``.
+"""
 
 from __future__ import annotations
 
@@ -107,35 +110,4 @@ SCALING_QUESTIONS = (
 SCORE_QUESTIONS = ONS4_MEASURES + SCALING_QUESTIONS
 YES_NO_QUESTIONS = ("q9_negative_effects", "q10_interview_opt_in")
 
-# Column lists per table as the spec orders them; free text and PII flagged in
-# schemas/columns.py (the per-column rules table).
-FAMILY_COLUMNS = (
-    "family_id", "lead_carer_name", "address_line_1", "address_line_2", "town", "postcode",
-    "email", "phone", "preferred_contact", "household_size", "adults_in_employment",
-    "lead_carer_employment", "lead_carer_ethnicity", "first_language_english",
-    "free_school_meals", "imd_decile", "do_not_contact",
-)
-CHILD_COLUMNS = (
-    "child_id", "family_id", "child_name", "date_of_birth", "gender", "ethnicity",
-    "school_phase", "sen_support",
-)
-EPISODE_COLUMNS = (
-    "episode_id", "family_id", "referral_date", "referral_route", "allocation_date",
-    "presenting_issues", "primary_issue", "services", "lead_worker_role", "closure_date",
-    "closure_outcome", "onward_referral", "case_notes",
-)
-GOAL_COLUMNS = (
-    "episode_id", "goal_number", "goal_area", "baseline_score", "latest_score",
-    "latest_review_date", "goal_text",
-)
-SPECIALIST_REFERRAL_COLUMNS = (
-    "referral_id", "episode_id", "service", "reason", "start_date", "end_date", "outcome",
-)
-TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
-    FAMILIES: FAMILY_COLUMNS,
-    CHILDREN: CHILD_COLUMNS,
-    EPISODES: EPISODE_COLUMNS,
-    GOALS: GOAL_COLUMNS,
-    SPECIALIST_REFERRALS: SPECIALIST_REFERRAL_COLUMNS,
-}
 SURVEY_COLUMNS = ("token", "submitted_at", "mode") + SCORE_QUESTIONS + YES_NO_QUESTIONS

@@ -5,12 +5,17 @@ Read ``RULES`` side by side with the spec tables. Each row says what the column 
 the *value* column: a spec column not marked optional needs one) and which code list its
 values come from (``codes``, a key of ``CODE_LISTS``). Ranges and value shapes are in
 ``LIMITS`` and ``SHAPES`` below; keys and foreign keys in ``KEYS``/``FOREIGN_KEYS``; the
-cross-field rules in ``schemas/extract.py``.
+cross-field rules in ``schemas/extract.py``. Everything else is derived from these tables:
+the spec column order (``TABLE_COLUMNS``), the columns read (``READ_COLUMNS``), the pandera
+models (``schemas/extract.py``) and the columns of the analysis store (``ANALYSIS_COLUMNS``,
+which the load inserts), so a column change is one edit here.
 
 Actions:
 
-* ``keep`` — analysis value, loaded as typed.
-* ``pseudonymise`` — an identifier: validated here, replaced by a keyed pseudonym at load.
+* ``keep`` — analysis value, loaded as typed (a code list as one row per code in its own
+  table, ``CODE_LIST_TABLES``).
+* ``pseudonymise`` — an identifier: validated here, replaced by a keyed pseudonym at load
+  (``family_id`` is stored as ``family_pid``).
 * ``contact_store`` — contact details (PII): validated, then moved to the encrypted contact
   store by the caller; never loaded into the analysis tables.
 * ``derive_then_drop`` — ``date_of_birth``: read, turned into ``age_at_referral``, dropped.
@@ -50,10 +55,6 @@ from schemas.codes import (
 
 Kind = Literal["text", "code", "code_list", "integer", "date", "yes_no"]
 Action = Literal["keep", "pseudonymise", "contact_store", "derive_then_drop", "drop", "never_read"]
-KINDS: tuple[str, ...] = ("text", "code", "code_list", "integer", "date", "yes_no")
-ACTIONS: tuple[str, ...] = (
-    "keep", "pseudonymise", "contact_store", "derive_then_drop", "drop", "never_read",
-)
 NOT_READ: tuple[str, ...] = ("drop", "never_read")
 
 CODE_LISTS: dict[str, tuple[str, ...]] = {
@@ -197,6 +198,16 @@ MAX_GOALS_PER_EPISODE = 3
 AGE_LIMITS = (0, 18)  # whole years at the reference referral date, inclusive
 
 
+def _bands(first_ages: tuple[int, ...], last_age: int) -> tuple[tuple[str, int, int], ...]:
+    lasts = (*(age - 1 for age in first_ages[1:]), last_age)
+    return tuple((f"{low}-{high}", low, high) for low, high in zip(first_ages, lasts, strict=True))
+
+
+# (label, first age, last age) of age_at_referral: 0-4, 5-10 (primary school age), 11-15
+# (secondary, compulsory), 16-18 (post-16); together they cover AGE_LIMITS exactly.
+AGE_BANDS: tuple[tuple[str, int, int], ...] = _bands((AGE_LIMITS[0], 5, 11, 16), AGE_LIMITS[1])
+
+
 def rules_for(table: str) -> tuple[ColumnRule, ...]:
     """The rules of one table's spec columns, in spec order."""
     return _BY_TABLE[table]
@@ -217,26 +228,73 @@ def columns_for(table: str, action: str | tuple[str, ...] | None = None,
     )
 
 
-def codes_for(table: str, column: str) -> tuple[str, ...]:
-    """The canonical code list of a code or code-list column."""
-    name = rule(table, column).codes
-    if name is None:
-        raise KeyError(f"{table}.{column} has no code list")
-    return CODE_LISTS[name]
-
-
 _BY_TABLE: dict[str, tuple[ColumnRule, ...]] = {
     table: tuple(r for r in RULES if r.table == table) for table in TABLES
 }
 _BY_NAME: dict[tuple[str, str], ColumnRule] = {(r.table, r.column): r for r in RULES}
 
+ROW = "_row"  # the source row number the reader adds (1 = first data row under the header)
+# Every spec column of each table, in spec order (what a complete file holds).
+TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
+    table: tuple(r.column for r in _BY_TABLE[table]) for table in TABLES
+}
 # Columns the reader keeps (everything but drop/never_read); a file must have all of them.
 READ_COLUMNS: dict[str, tuple[str, ...]] = {
     table: tuple(r.column for r in _BY_TABLE[table] if r.action not in NOT_READ)
     for table in TABLES
 }
 REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = READ_COLUMNS
-# Columns that need a value in every row.
-REQUIRED_VALUES: dict[str, tuple[str, ...]] = {
-    table: tuple(r.column for r in _BY_TABLE[table] if r.required) for table in TABLES
+
+
+# --- the analysis store ----------------------------------------------------------------------
+EPISODE_ISSUES = "episode_issues"
+EPISODE_SERVICES = "episode_services"
+# A kept code-list column is stored as one row per code: (table, column) -> (table, column).
+CODE_LIST_TABLES: dict[tuple[str, str], tuple[str, str]] = {
+    (EPISODES, "presenting_issues"): (EPISODE_ISSUES, "issue"),
+    (EPISODES, "services"): (EPISODE_SERVICES, "service"),
 }
+# Columns computed at ingest (tasks/ingest/transform.py), stored after the kept columns.
+DERIVED: dict[str, tuple[str, ...]] = {
+    FAMILIES: ("in_population",),
+    CHILDREN: ("age_at_referral", "age_band"),
+    EPISODES: (
+        "in_window", "length_of_support_days", "days_to_allocation", "goal_count",
+        "stepped_up_res_team", "stepped_up_early_help_hub", "stepped_up_social_care",
+    ),
+    GOALS: ("score_change",),
+    SPECIALIST_REFERRALS: (),
+}
+
+
+def pseudonym_kind(column: str) -> str:
+    """The kind of a pseudonymised id column (``family_id`` -> ``family``), part of its pseudonym."""
+    return column.removesuffix("_id")
+
+
+def pseudonym_column(column: str) -> str:
+    """The stored name of a pseudonymised id column (``family_id`` -> ``family_pid``)."""
+    return f"{pseudonym_kind(column)}_pid"
+
+
+def _stored_columns(table: str) -> tuple[str, ...]:
+    kept = [pseudonym_column(r.column) if r.action == "pseudonymise" else r.column
+            for r in _BY_TABLE[table]
+            if r.action == "pseudonymise" or (r.action == "keep" and r.kind != "code_list")]
+    return (*kept, *DERIVED[table])
+
+
+def _analysis_columns() -> dict[str, tuple[str, ...]]:
+    columns: dict[str, tuple[str, ...]] = {}
+    for table in TABLES:
+        columns[table] = _stored_columns(table)
+        key = pseudonym_column(KEYS[table][0])
+        for (parent, _column), (stored, value) in CODE_LIST_TABLES.items():
+            if parent == table:
+                columns[stored] = (key, value)
+    return columns
+
+
+# Analysis tables in load order (parents first), with the columns the load inserts; the
+# load adds cluster_id (and the extract's SHA-256 for families) itself.
+ANALYSIS_COLUMNS: dict[str, tuple[str, ...]] = _analysis_columns()

@@ -53,16 +53,18 @@ class SurveyResponseClean(SurveyExportRaw):
 
     token: str = pa.Field(nullable=False, unique=True)
     submitted_at: str = pa.Field(nullable=False, str_matches=UTC_ISO)
-    q1_life_satisfaction: int = pa.Field(nullable=True, ge=0, le=10)
-    q2_worthwhile: int = pa.Field(nullable=True, ge=0, le=10)
-    q3_happy_yesterday: int = pa.Field(nullable=True, ge=0, le=10)
-    q4_anxious_yesterday: int = pa.Field(nullable=True, ge=0, le=10)
-    q5_child_wellbeing: int = pa.Field(nullable=True, ge=0, le=10)
-    q6_parenting_confidence: int = pa.Field(nullable=True, ge=0, le=10)
-    q7_help_with_difficulties: int = pa.Field(nullable=True, ge=0, le=10)
-    q8_worker_relationship: int = pa.Field(nullable=True, ge=0, le=10)
-    q9_negative_effects: bool = pa.Field(nullable=True)
-    q10_interview_opt_in: bool = pa.Field(nullable=True)
+    # pandera reads these annotations as the columns' new dtypes (text -> typed), its documented
+    # way to refine a model by inheritance; mypy takes them for attribute overrides (a typing gap).
+    q1_life_satisfaction: int = pa.Field(nullable=True, ge=0, le=10)  # type: ignore[assignment]
+    q2_worthwhile: int = pa.Field(nullable=True, ge=0, le=10)  # type: ignore[assignment]
+    q3_happy_yesterday: int = pa.Field(nullable=True, ge=0, le=10)  # type: ignore[assignment]
+    q4_anxious_yesterday: int = pa.Field(nullable=True, ge=0, le=10)  # type: ignore[assignment]
+    q5_child_wellbeing: int = pa.Field(nullable=True, ge=0, le=10)  # type: ignore[assignment]
+    q6_parenting_confidence: int = pa.Field(nullable=True, ge=0, le=10)  # type: ignore[assignment]
+    q7_help_with_difficulties: int = pa.Field(nullable=True, ge=0, le=10)  # type: ignore[assignment]
+    q8_worker_relationship: int = pa.Field(nullable=True, ge=0, le=10)  # type: ignore[assignment]
+    q9_negative_effects: bool = pa.Field(nullable=True)  # type: ignore[assignment]
+    q10_interview_opt_in: bool = pa.Field(nullable=True)  # type: ignore[assignment]
 
 
 def raw_schema(issued: Iterable[str], withdrawn: Iterable[str]) -> pa.DataFrameSchema:

@@ -1,8 +1,9 @@
-"""Shared fixtures: both database backends, an isolated state folder, the Prefect harness."""
+"""Shared fixtures: both database backends, an isolated state folder, the Prefect harness, one real server."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -12,6 +13,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 # Prefect reads its settings at import: give the whole test session a private home first.
 _PREFECT_HOME = Path(tempfile.mkdtemp(prefix="cluster-eval-test-prefect-"))
@@ -39,13 +41,56 @@ def prefect_home() -> Path:
     return _PREFECT_HOME
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _no_flow_heartbeats() -> Iterator[None]:
+    """No flow-run heartbeat thread in this process: stopping it costs up to 1 s at the end of every flow run.
+
+    (Prefect's heartbeat thread sleeps in 1 s steps and each run joins it; heartbeats only serve crash
+    detection by a server's services. The setting cannot be unset by environment, so only in-process.)
+    """
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+
+    with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+        yield
+
+
 @pytest.fixture(scope="session")
-def prefect_harness() -> Iterator[None]:
+def prefect_harness(_no_flow_heartbeats: None) -> Iterator[None]:
     """One temporary Prefect server (SQLite, under the session's PREFECT_HOME) per session."""
     from prefect.testing.utilities import prefect_test_harness
 
     with prefect_test_harness(server_startup_timeout=120):
         yield
+
+
+# Tests using these fixtures talk to a Prefect server: they are end-to-end (left out by -m "not e2e").
+SERVER_FIXTURES = frozenset({"prefect_harness", "prefect_server", "live_prefect_server"})
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> Iterator[None]:
+    """Mark every test that uses a Prefect server fixture as e2e (a wrapper: before -m selects)."""
+    for item in items:
+        if SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.e2e)
+    return (yield)
+
+
+def _running_prefect_servers() -> set[int]:
+    server = sys.modules.get("prefect.server.api.server")
+    if server is None:  # no Prefect server code loaded yet: none can be running in this process
+        return set()
+    instances = getattr(server.SubprocessASGIServer, "_instances", {})  # Prefect's registry of its servers
+    return {id(s) for s in instances.values() if getattr(s, "running", False)}
+
+
+@pytest.fixture(autouse=True)
+def _prefect_servers_only_in_e2e(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A test that starts a Prefect server (e.g. ephemeral, by running a flow) must be marked e2e."""
+    before = _running_prefect_servers()
+    yield
+    if request.node.get_closest_marker("e2e") is None and _running_prefect_servers() - before:
+        pytest.fail("this test started a Prefect server: mark it e2e or give it the prefect_harness fixture")
 
 
 def _postgres_database() -> Iterator[str]:
@@ -80,7 +125,7 @@ def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'analysis.db'}"
 
 
-def make_settings(home: Path, database_url: str | None = None, **sections: dict) -> Settings:
+def make_settings(home: Path, database_url: str | None = None, **sections: Any) -> Settings:
     """Settings for a test: a private home, the given database, section overrides."""
     return Settings(home=home, database_url=database_url, **sections)
 
@@ -108,29 +153,76 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@pytest.fixture
-def live_prefect_server(tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
-    """A real Prefect server with its UI on a free port; yields its URL and the env to reach it."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect"), "PREFECT_API_URL": f"{url}/api",
-           "PREFECT_SERVER_UI_API_URL": f"{url}/api", "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
-    server = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
-        [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 90
+class PrefectServer:
+    """A real ``prefect server start`` (API, UI, services) on a free loopback port, with its own PREFECT_HOME."""
+
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        self.url = f"http://127.0.0.1:{free_port()}"
+        self.env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_API_URL": f"{self.url}/api",
+                    "PREFECT_SERVER_UI_API_URL": f"{self.url}/api", "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+        self.process = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
+            [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
+             "--port", self.url.rsplit(":", 1)[1]],
+            env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+
+    def wait_until_healthy(self, timeout: float = 180) -> None:
+        """Block until the API answers its health check (fails the test if the server dies or stalls)."""
+        deadline = time.monotonic() + timeout
         while True:
             try:
-                if httpx.get(f"{url}/api/health", timeout=2).status_code == 200:
-                    break
+                if httpx.get(f"{self.url}/api/health", timeout=2).status_code == 200:
+                    return
             except httpx.HTTPError:
                 pass
-            assert server.poll() is None and time.monotonic() < deadline, "Prefect server did not start"
-            time.sleep(0.5)
-        yield url, env
-    finally:
-        stop_process_group(server)
+            assert self.process.poll() is None and time.monotonic() < deadline, "Prefect server did not start"
+            time.sleep(0.25)
+
+    def stop(self) -> None:
+        """Stop the server and everything it started; remove its PREFECT_HOME."""
+        stop_process_group(self.process)
+        shutil.rmtree(self.home, ignore_errors=True)
+
+
+# The session's shared server is started as soon as collection shows a test will need it, so that its
+# start-up (tens of seconds on a busy machine) overlaps the tests that run before.
+_SHARED_SERVER: list[PrefectServer] = []
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Start the shared Prefect server in the background when a selected test uses it.
+
+    Not in pytest-xdist workers: each collects every test, so there a worker starts it when a test needs it.
+    """
+    if hasattr(session.config, "workerinput"):
+        return
+    if any("prefect_server" in getattr(item, "fixturenames", ()) for item in session.items):
+        _SHARED_SERVER.append(PrefectServer(Path(tempfile.mkdtemp(prefix="cluster-eval-test-server-"))))
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Stop the shared Prefect server, if one was started."""
+    while _SHARED_SERVER:
+        _SHARED_SERVER.pop().stop()
+
+
+@pytest.fixture(scope="session")
+def prefect_server() -> PrefectServer:
+    """The session's one real Prefect server (with its UI) for tests that run the command line as a process.
+
+    Tests sharing it must find their own runs (by time, parent run or cluster tag), not "the only run".
+    """
+    if not _SHARED_SERVER:  # an xdist worker, or a test pytest_collection_finish did not see
+        _SHARED_SERVER.append(PrefectServer(Path(tempfile.mkdtemp(prefix="cluster-eval-test-server-"))))
+    server = _SHARED_SERVER[0]
+    server.wait_until_healthy()
+    return server
+
+
+@pytest.fixture
+def live_prefect_server(prefect_server: PrefectServer, tmp_path: Path) -> tuple[str, dict[str, str]]:
+    """The shared real Prefect server: its URL and the env to reach it (a private client-side PREFECT_HOME)."""
+    return prefect_server.url, {**prefect_server.env, "PREFECT_HOME": str(tmp_path / "prefect")}
 
 
 def stop_process_group(process: subprocess.Popen) -> None:

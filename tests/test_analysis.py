@@ -23,18 +23,11 @@ from sqlalchemy import Connection, text
 
 from schemas.codes import ONS4_MEASURES
 from tasks.analysis.disclosure import suppress_two_way
-from tasks.analysis.tables import (
-    CLI_TABLES,
-    TABLES,
-    TABLES_BY_NAME,
-    Analysis,
-    build_analysis,
-    format_table,
-    load_study_data,
-    ons4_tables,
-    publication_table,
-    suppression_mask,
-)
+from tasks.analysis.publication import format_table, publication_table, suppression_mask
+from tasks.analysis.registry import CLI_TABLES, TABLES, TABLES_BY_NAME
+from tasks.analysis.study_data import load_study_data
+from tasks.analysis.survey_tables import ons4_tables
+from tasks.analysis.tables import Analysis, build_analysis
 from tasks.core.errors import UserFacingError
 from tasks.core.runtime import Runtime
 

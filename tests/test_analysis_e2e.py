@@ -29,7 +29,7 @@ from schemas.codes import (
     SPECIALIST_OUTCOME,
     SPECIALIST_SERVICE,
 )
-from tasks.analysis.tables import CLI_TABLES, TABLES, OneWay
+from tasks.analysis.registry import CLI_TABLES, TABLES, OneWay
 from tasks.core.runtime import Runtime, use_runtime
 
 pytestmark = pytest.mark.e2e

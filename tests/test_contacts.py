@@ -7,9 +7,10 @@ import os
 import pytest
 from sqlalchemy import text
 
-from tasks.core.contacts import ContactRecord, delete_contact, load_contacts, store_contacts
+from tasks.core.contacts import ContactRecord, delete_contact, load_contacts
 from tasks.core.errors import ConfigError
 from tasks.core.runtime import Runtime
+from tasks.ingest.load import store_contacts
 
 RECORD = ContactRecord("ZQXNAME1", "ZQXADDR1 Street", None, "Town", "QZ1 1AA",
                        "zqxmail1@example.invalid", "07700 900001", "email", False)

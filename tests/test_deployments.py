@@ -17,11 +17,14 @@ from typing import Any
 import httpx
 import pytest
 from aiosmtpd.controller import Controller
-from conftest import free_port, stop_process_group
+from conftest import free_port, make_settings, stop_process_group
 from sqlalchemy import create_engine, text
 from test_fieldwork import Inbox
 
-from tasks.demo.synthetic import write_extract
+from deployments.serve import build_deployments
+from deployments.survey import survey_deployments
+from tasks.core.errors import ConfigError
+from tasks.demo.render import write_extract
 
 PASSPHRASE = "deployment-test-passphrase"  # noqa: S105 - test passphrase
 
@@ -113,3 +116,22 @@ def test_topup_deployment_is_triggered_paused_approved_and_drawn(
         if serving is not None:
             stop_process_group(serving)
         smtp.stop()
+
+
+def test_survey_schedules_come_from_settings(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path / "var", survey={"reminder_cron": "30 8 * * 1-5",
+                                                       "monitor_cron": "15 11 * * *"})
+    topup, reminders, monitor = survey_deployments(settings)
+    assert topup.schedules in (None, [])
+    assert [(s.schedule.cron, s.schedule.timezone) for s in reminders.schedules] == [
+        ("30 8 * * 1-5", "Europe/London")]
+    assert [(s.schedule.cron, s.schedule.timezone) for s in monitor.schedules] == [
+        ("15 11 * * *", "Europe/London")]
+    assert [d.name for d in build_deployments(settings)] == ["retention-daily", "top-up", "daily", "daily"]
+
+
+@pytest.mark.parametrize("key", ["reminder_cron", "monitor_cron"])
+def test_a_bad_survey_cron_is_one_clear_error(tmp_path: Path, key: str) -> None:
+    with pytest.raises(ConfigError, match=f"^survey.{key} '61 9 \\* \\* \\*' is not a valid cron") as caught:
+        build_deployments(make_settings(tmp_path / "var", survey={key: "61 9 * * *"}))
+    assert "\n" not in str(caught.value)

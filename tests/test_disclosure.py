@@ -22,10 +22,11 @@ from hypothesis import strategies as st
 
 from tasks.analysis.disclosure import (
     TwoWaySuppression,
-    apply_suppression,
     suppress_one_way,
     suppress_two_way,
 )
+from tasks.analysis.publication import publication_table
+from tasks.analysis.registry import OneWay, TableInfo
 
 # --- helpers (independent of the module) ---------------------------------------------------
 
@@ -267,7 +268,7 @@ def test_two_way_deterministic(case: tuple[list[list[int]], int]) -> None:
     )
 
 
-# --- apply_suppression ---------------------------------------------------------------------
+# --- one-way tables as the pipeline publishes them (tasks.analysis.publication) ----------------
 
 
 def frame() -> pl.DataFrame:
@@ -280,9 +281,14 @@ def frame() -> pl.DataFrame:
     )
 
 
-def test_apply_suppression() -> None:
+def one_way(df: pl.DataFrame, rule: OneWay) -> TableInfo:
+    """A table of the registry's kind holding ``df``, suppressed by one one-way rule."""
+    return TableInfo("t", "t", "test", "t", "t", tuple(df.columns), {"percent": 1}, (rule,))
+
+
+def test_publication_one_way_counts_and_percent() -> None:
     original = frame()
-    out = apply_suppression(original, "n", threshold=5)
+    out = publication_table(one_way(original, OneWay("n", ("percent",))), original, threshold=5)
     assert out.schema["n"] == pl.Utf8 and out.schema["percent"] == pl.Utf8
     assert out["n"].to_list() == ["c", "c", "20"]
     assert out["percent"].to_list() == ["c", "c", "60.6"]
@@ -290,7 +296,7 @@ def test_apply_suppression() -> None:
     assert original.equals(frame())  # input untouched
 
 
-def test_apply_suppression_total_row() -> None:
+def test_publication_one_way_total_row() -> None:
     df = pl.DataFrame(
         {
             "group": ["x", "y", "z", "Total"],
@@ -298,27 +304,31 @@ def test_apply_suppression_total_row() -> None:
             "percent": [30.3, 9.1, 60.6, 100.0],
         }
     )
-    out = apply_suppression(df, "n", threshold=5, total_row=-1)
+    rule = OneWay("n", ("percent",), total=("group", "Total"))
+    out = publication_table(one_way(df, rule), df, threshold=5)
     assert out["n"].to_list() == ["c", "c", "20", "33"]
     assert out["percent"].to_list() == ["c", "c", "60.6", "100.0"]
     bad = df.with_columns(pl.Series("n", [10, 3, 20, 34]))
     with pytest.raises(ValueError, match="total row"):
-        apply_suppression(bad, "n", threshold=5, total_row=-1)
+        publication_table(one_way(bad, rule), bad, threshold=5)
     tiny = pl.DataFrame({"n": [0, 2, 2], "percent": [0.0, 100.0, None]})
-    out = apply_suppression(tiny, "n", threshold=5, total_row=1)
+    # the total is the row of index 1, the first whose n is 2
+    out = publication_table(one_way(tiny, OneWay("n", ("percent",), total=("n", 2))), tiny, threshold=5)
     assert out["n"].to_list() == ["c", "c", "c"]
     assert out["percent"].to_list() == ["c", "c", "c"]
 
 
-def test_apply_suppression_columns_checked() -> None:
+def test_publication_one_way_columns_checked() -> None:
     df = frame().drop("percent")
-    with pytest.raises(ValueError, match="pct_cols"):
-        apply_suppression(df, "n", threshold=5)
-    out = apply_suppression(df, "n", threshold=5, pct_cols=())
+    with pytest.raises(ValueError, match="linked"):
+        publication_table(one_way(df, OneWay("n", ("percent",))), df, threshold=5)
+    out = publication_table(one_way(df, OneWay("n")), df, threshold=5)
     assert out["n"].to_list() == ["c", "c", "20"]
     with pytest.raises(ValueError, match="count column"):
-        apply_suppression(df, "count", threshold=5, pct_cols=())
+        publication_table(one_way(df, OneWay("count")), df, threshold=5)
     with pytest.raises(ValueError, match="null"):
-        apply_suppression(pl.DataFrame({"n": [1, None]}), "n", threshold=5, pct_cols=())
+        nulls = pl.DataFrame({"n": [1, None]})
+        publication_table(one_way(nulls, OneWay("n")), nulls, threshold=5)
     with pytest.raises(ValueError, match="integer"):
-        apply_suppression(pl.DataFrame({"n": [1.0, 2.0]}), "n", threshold=5, pct_cols=())
+        floats = pl.DataFrame({"n": [1.0, 2.0]})
+        publication_table(one_way(floats, OneWay("n")), floats, threshold=5)

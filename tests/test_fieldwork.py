@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import pyzipper
 from aiosmtpd.controller import Controller
 from conftest import free_port
 from sqlalchemy import Engine, text
@@ -23,20 +24,17 @@ from tasks.core.runtime import Runtime
 from tasks.core.secrets import PACK_PASSPHRASE
 from tasks.core.settings import Settings
 from tasks.survey.fieldwork import (
-    DeliveryReport,
-    Fieldwork,
-    FieldworkError,
-    check_response_rate,
     draw_interviews,
     due_reminder,
     plan_interviews,
-    read_pack,
     reminder_route,
     send_invitations,
     send_reminders,
     uk_date,
 )
 from tasks.survey.mailer import FakeMailer, MailSession, SmtpMailer
+from tasks.survey.monitor import check_response_rate
+from tasks.survey.outgoing import DeliveryReport, Fieldwork, FieldworkError
 from tasks.survey.responses import token_digest, withdraw_household
 from tasks.survey.sampling import draw_wave
 
@@ -120,6 +118,13 @@ def tally(rows: list[tuple[str, str, str]]) -> dict[tuple[str, str, str], int]:
     for row in rows:
         out[row] = out.get(row, 0) + 1
     return out
+
+
+def read_pack(path: Path, passphrase: str) -> dict[str, bytes]:
+    """Open a fieldwork pack as the research assistant would (AES-256 ZIP)."""
+    with pyzipper.AESZipFile(path) as archive:
+        archive.setpassword(passphrase.encode("utf-8"))
+        return {name: archive.read(name) for name in archive.namelist()}
 
 
 def csv_rows(data: bytes) -> list[dict[str, str]]:
@@ -215,7 +220,7 @@ def test_unreachable_server_retries_then_fails_clearly_and_rerun_sends_once(
 
 
 def test_flow_failure_message_is_one_line_with_counts(sqlite_runtime: Runtime) -> None:
-    from flows.fieldwork import NotContacted, raise_if_not_contacted
+    from tasks.survey.outgoing import NotContacted, raise_if_not_contacted
 
     report = DeliveryReport(not_contacted=["t1", "t2"])
     report.count("invitation", "post")
@@ -274,7 +279,7 @@ def test_details_checked_again_at_send_time(sqlite_runtime: Runtime) -> None:
     key = drawn(rt, s)
     wave = sorted(households(rt.engine, 1).items())
     emails = [(t, h) for t, h in wave if h["route"] == "email"]
-    from tasks.core.contacts import store_contacts
+    from tasks.ingest.load import store_contacts
 
     (_, lost_email), (_, now_dnc), (_, gone) = emails[0], emails[1], emails[2]
     with rt.engine.begin() as conn:
@@ -496,7 +501,7 @@ def test_refused_message_is_not_a_bounce(sqlite_runtime: Runtime) -> None:
 
 
 def test_address_that_cannot_be_a_header_is_unreachable(sqlite_runtime: Runtime) -> None:
-    from tasks.core.contacts import store_contacts
+    from tasks.ingest.load import store_contacts
 
     rt = sqlite_runtime
     s = survey_settings(rt.settings, sample_size=20)

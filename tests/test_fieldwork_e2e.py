@@ -34,12 +34,14 @@ from sqlalchemy import text
 from test_fieldwork import Inbox, address, free_port, households, smtp  # noqa: F401 - smtp: fixture
 from test_sampling import populate, standard_population
 
+from deployments.survey import survey_deployments
 from flows.fieldwork import interviews_flow, invite_flow, remind_flow
 from flows.responses import import_flow, withdraw_flow
-from flows.sampling import LOW_RATE_EVENT, monitor_flow, sample_flow, survey_deployments, topup_flow
+from flows.sampling import monitor_flow, sample_flow, topup_flow
 from tasks.core.runtime import Runtime, open_runtime, use_runtime
-from tasks.demo.synthetic import generate_survey_export, survey_export_csv
+from tasks.demo.survey_export import generate_survey_export, survey_export_csv
 from tasks.survey.fieldwork import uk_date
+from tasks.survey.monitor import LOW_RATE_EVENT
 from tasks.survey.responses import token_digest
 
 pytestmark = pytest.mark.e2e

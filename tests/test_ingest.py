@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import json
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import date
@@ -28,14 +29,8 @@ from schemas.codes import CHILDREN, EPISODES, FAMILIES, GOALS, SPECIALIST_REFERR
 from tasks.core.contacts import load_contacts
 from tasks.core.runtime import Runtime
 from tasks.core.secrets import Secrets
-from tasks.demo.synthetic import (
-    aes_zip,
-    age_encrypt,
-    generate_tables,
-    new_age_identity,
-    render_members,
-    zip_members,
-)
+from tasks.demo.render import aes_zip, age_encrypt, new_age_identity, render_members, zip_members
+from tasks.demo.synthetic import generate_tables
 from tasks.ingest.pipeline import (
     CheckedFile,
     IngestOutcome,
@@ -304,7 +299,9 @@ def _flow_run_id(engine: Engine) -> str:
             "SELECT flow_run_id FROM audit_log WHERE event = 'ingest' ORDER BY seq DESC")).scalar_one()
 
 
-def _prefect_record(flow_run_id: str) -> tuple[set[str], dict[str, Any]]:
+def _prefect_record(flow_run_id: str, last_task: str) -> tuple[set[str], dict[str, Any]]:
+    """The run's task names and artifacts. Prefect records task runs from events, a moment after the flow
+    returns: read until ``last_task`` is there (at most 30 s)."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import (
         ArtifactFilter,
@@ -313,12 +310,18 @@ def _prefect_record(flow_run_id: str) -> tuple[set[str], dict[str, Any]]:
         FlowRunFilterId,
     )
 
+    deadline = time.monotonic() + 30
     with get_client(sync_client=True) as client:
-        runs = client.read_task_runs(
-            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+        while True:
+            runs = client.read_task_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+            names = {r.name.rsplit("-", 1)[0] for r in runs}
+            if last_task in names or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
         artifacts = client.read_artifacts(
             artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])))
-    return {r.name.rsplit("-", 1)[0] for r in runs}, {a.key: a for a in artifacts}
+    return names, {a.key: a for a in artifacts}
 
 
 @pytest.mark.e2e
@@ -391,7 +394,7 @@ def test_cli_ingests_planted_extract_with_exact_counts(
         assert failures.get_column("count").sum() == sum(planted.quarantined.values())
         assert set(failures.get_column("rule")) == {"range", "code_list", "foreign_key"}
 
-        tasks, artifacts = _prefect_record(_flow_run_id(engine))
+        tasks, artifacts = _prefect_record(_flow_run_id(engine), last_task="publish report")
         assert {"check archive", "decrypt", "read", "validate", "pseudonymise", "transform",
                 "load", "report", "publish report"} <= tasks
         assert artifacts["data-quality"].type == "table"

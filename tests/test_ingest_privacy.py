@@ -28,7 +28,8 @@ from sqlalchemy import create_engine, text
 from cli.main import main
 from schemas.codes import CHILDREN, EPISODES, FAMILIES, GOALS, SPECIALIST_REFERRALS
 from tasks.core.contacts import load_contacts
-from tasks.demo.synthetic import MARKER_COLUMNS, aes_zip, generate_tables, marker_strings, render_members
+from tasks.demo.render import aes_zip, render_members
+from tasks.demo.synthetic import MARKER_COLUMNS, generate_tables, marker_strings
 
 PASS = "privacy-test-passphrase-Xq7"  # noqa: S105 - test passphrase
 # Shapes of every marker kind (tasks.demo.synthetic), to find them in binary files quickly.

@@ -33,14 +33,8 @@ from cli.main import main
 from schemas.codes import EPISODES, GOALS, TABLES
 from tasks.core.runtime import Runtime, open_runtime
 from tasks.core.secrets import Secrets
-from tasks.demo.synthetic import (
-    aes_zip,
-    age_encrypt,
-    generate_tables,
-    new_age_identity,
-    render_members,
-    zip_members,
-)
+from tasks.demo.render import aes_zip, age_encrypt, new_age_identity, render_members, zip_members
+from tasks.demo.synthetic import generate_tables
 from tasks.ingest.pipeline import ingest_file, load_ingest_secrets
 
 PASS = "rejection-corpus-passphrase"  # noqa: S105 - test passphrase

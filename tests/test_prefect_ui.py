@@ -1,7 +1,7 @@
 """The Prefect UI, in a real browser, shows the demo's stages and the ingest steps by name.
 
-Starts a real Prefect server (with its UI) on a free loopback port, runs `cluster-eval demo`
-against it as a user would (PREFECT_API_URL set), then opens the run pages in headless Chromium.
+Uses the session's real Prefect server (with its UI) on a free loopback port, runs `cluster-eval demo`
+against it as a user would (PREFECT_API_URL set), then opens this demo's run pages in headless Chromium.
 """
 
 from __future__ import annotations
@@ -9,7 +9,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -27,9 +29,11 @@ pytestmark = [
 ]
 
 
-def _run_id(url: str, flow_name: str) -> str:
+def _run_id(url: str, flow_name: str, **flow_runs: dict[str, Any]) -> str:
+    """The latest run of a flow matching the filter (the server is shared with other tests)."""
     response = httpx.post(f"{url}/api/flow_runs/filter", timeout=10,
-                          json={"flows": {"name": {"any_": [flow_name]}}, "limit": 1})
+                          json={"flows": {"name": {"any_": [flow_name]}}, "flow_runs": flow_runs,
+                                "sort": "START_TIME_DESC", "limit": 1})
     response.raise_for_status()
     [run] = response.json()
     return str(run["id"])
@@ -48,6 +52,7 @@ def test_ui_shows_every_stage_and_ingest_step(live_prefect_server: tuple[str, di
     from playwright.sync_api import sync_playwright
 
     url, env = live_prefect_server
+    started = datetime.now(UTC).isoformat()
     demo = subprocess.run(  # noqa: S603
         [sys.executable, "-m", "cli", "demo", "--families", "120"],
         env={**env, "CLUSTER_EVAL_HOME": str(tmp_path / "var")}, cwd=tmp_path,
@@ -59,8 +64,10 @@ def test_ui_shows_every_stage_and_ingest_step(live_prefect_server: tuple[str, di
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1400})
-            subflows = _tab_text(page, url, _run_id(url, "demo"), "Subflow Runs")
-            ingest_tasks = _tab_text(page, url, _run_id(url, "ingest"), "Task Runs")
+            demo_id = _run_id(url, "demo", start_time={"after_": started})
+            subflows = _tab_text(page, url, demo_id, "Subflow Runs")
+            ingest_tasks = _tab_text(page, url, _run_id(url, "ingest", parent_flow_run_id={"any_": [demo_id]}),
+                                     "Task Runs")
             page.screenshot(path=os.environ.get("CLUSTER_EVAL_TEST_UI_SCREENSHOT", str(tmp_path / "ui.png")))
         finally:
             browser.close()

@@ -9,10 +9,11 @@ import polars as pl
 import pytest
 import xlsxwriter
 
-from schemas.codes import TABLE_COLUMNS, TABLES
-from schemas.columns import READ_COLUMNS, REQUIRED_COLUMNS, columns_for
+from schemas.codes import TABLES
+from schemas.columns import READ_COLUMNS, REQUIRED_COLUMNS, TABLE_COLUMNS, columns_for
 from tasks.core.errors import InputRejected
-from tasks.demo.synthetic import generate_tables, render_members
+from tasks.demo.render import render_members
+from tasks.demo.synthetic import generate_tables
 from tasks.ingest.reader import ROW, detect_encoding, normalise_header, read_tables
 
 FILE = "extract.zip"

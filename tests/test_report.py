@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import re
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -18,23 +19,15 @@ import polars as pl
 import pytest
 from test_analysis import base_study, survey_study
 
-from tasks.analysis.report import (
-    OKABE_ITO,
-    ReportContext,
-    check_output_dir,
-    draw_charts,
-    make_context,
-    settings_digest,
-    write_outputs,
-)
-from tasks.analysis.tables import (
-    TABLES,
-    TABLES_BY_NAME,
-    Analysis,
-    build_analysis,
-    load_study_data,
-    publication_tables,
-)
+from tasks.analysis.charts import OKABE_ITO, draw_charts
+from tasks.analysis.folder import check_output_dir
+from tasks.analysis.manifest import ReportContext, make_context, settings_digest
+from tasks.analysis.outputs import write_outputs
+from tasks.analysis.publication import publication_tables
+from tasks.analysis.registry import TABLES, TABLES_BY_NAME
+from tasks.analysis.report import render_report
+from tasks.analysis.study_data import load_study_data
+from tasks.analysis.tables import Analysis, build_analysis
 from tasks.core.errors import UserFacingError
 from tasks.core.runtime import Runtime
 from tasks.core.settings import Settings
@@ -130,7 +123,7 @@ def test_replacing_an_earlier_run_and_failing_midway(analysed, tmp_path: Path,
     write_outputs(out, analysis, publication, context)
     before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*.csv")}
 
-    import tasks.analysis.report as report
+    import tasks.analysis.outputs as report
 
     def broken(*args, **kwargs):
         raise OSError("disk full")
@@ -211,6 +204,14 @@ def test_report_is_self_contained_and_says_what_it_is(analysed, tmp_path: Path) 
     assert "single respondent" in page  # housing stratum on q1-q4
     for info in TABLES:
         assert f'id="{info.name}"' in page
+
+
+def test_report_escapes_text_from_the_data(analysed) -> None:
+    analysis, publication, context = analysed
+    hostile = "<script>alert(1)</script>"
+    waves = [{**context.waves[0], "stratify_by": hostile}]
+    page = render_report(analysis, publication, [], {}, replace(context, waves=waves))
+    assert hostile not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
 
 
 def test_report_without_responses_says_so(sqlite_runtime: Runtime, tmp_path: Path) -> None:

@@ -17,27 +17,19 @@ from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy import text
 
-from tasks.core.contacts import ContactRecord, store_contacts
+from tasks.core.contacts import ContactRecord
 from tasks.core.errors import ConfigError
 from tasks.core.home import Home, write_private
 from tasks.core.runtime import Runtime, open_runtime, use_runtime
 from tasks.core.secrets import CONTACT_KEY, PSEUDONYM_KEY, load_or_create_key
-from tasks.retention.schedule import (
-    DELETION_EVENT,
-    VERIFICATION_EVENT,
-    FlowRunRef,
-    Inventory,
-    Sweep,
-    add_months,
-    delete_unit,
-    keys_held_elsewhere,
-    load_rules,
-    plan_schedule,
-    resume_units,
-    rule_deadline,
-    take_inventory,
-    unfinished_units,
-)
+from tasks.ingest.load import store_contacts
+from tasks.retention.dates import add_months, rule_deadline
+from tasks.retention.history import FlowRunRef
+from tasks.retention.inventory import Inventory, take_inventory
+from tasks.retention.plan import keys_held_elsewhere, plan_schedule
+from tasks.retention.rules import load_rules
+from tasks.retention.sweep import DELETION_EVENT, Sweep, delete_unit, resume_units, unfinished_units
+from tasks.retention.verify import VERIFICATION_EVENT
 
 FIELDWORK_END = date(2022, 3, 31)
 PUBLICATION = date(2022, 8, 31)
@@ -627,7 +619,8 @@ def test_pipeline_output_is_gone_after_the_last_deadline(
     from aiosmtpd.controller import Controller
     from test_fieldwork import Inbox, free_port
 
-    from tasks.demo.synthetic import generate_survey_export, survey_export_csv, write_extract
+    from tasks.demo.render import write_extract
+    from tasks.demo.survey_export import generate_survey_export, survey_export_csv
 
     today = datetime.now(UTC).date()
     fieldwork_end, published = today + timedelta(days=5), today + timedelta(days=60)
@@ -703,8 +696,8 @@ def test_pipeline_output_is_gone_after_the_last_deadline(
 def test_a_sweep_sees_only_its_own_clusters_runs(prefect_harness: None) -> None:
     from prefect import flow, tags
 
-    from tasks.retention.history import PrefectRunHistory
     from tasks.core.runtime import run_tags
+    from tasks.retention.history import PrefectRunHistory
 
     @flow(name="status", persist_result=False)
     def some_stage() -> str:

@@ -33,7 +33,8 @@ from test_retention import (
 
 from tasks.core.audit import verify_audit
 from tasks.core.runtime import Runtime, open_runtime, use_runtime
-from tasks.retention.schedule import DELETION_EVENT, VERIFICATION_EVENT
+from tasks.retention.sweep import DELETION_EVENT
+from tasks.retention.verify import VERIFICATION_EVENT
 
 AS_OF = "2024-08-31"
 PUBLICATION_ITEM = "outputs/run1 [publication charts analysis.xlsx report.html manifest.json]"

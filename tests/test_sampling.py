@@ -14,11 +14,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine, text
 
-from tasks.core.contacts import ContactRecord, store_contacts
+from tasks.core.contacts import ContactRecord
 from tasks.core.home import Home
 from tasks.core.runtime import Runtime
 from tasks.core.secrets import CONTACT_KEY, Secrets, load_or_create_key
 from tasks.core.settings import Settings
+from tasks.ingest.load import store_contacts
 from tasks.survey.allocation import hamilton_allocation
 from tasks.survey.sampling import (
     Candidate,
@@ -383,7 +384,8 @@ def test_frame_from_a_real_ingest_matches_the_extract(sqlite_runtime: Runtime, t
     """Ingest a synthetic extract with the real pipeline; recompute the frame from its raw tables."""
     import polars as pl
 
-    from tasks.demo.synthetic import aes_zip, generate_tables, render_members
+    from tasks.demo.render import aes_zip, render_members
+    from tasks.demo.synthetic import generate_tables
     from tasks.ingest.pipeline import ingest_file, load_ingest_secrets
 
     rt = sqlite_runtime

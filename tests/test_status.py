@@ -112,10 +112,9 @@ def test_retention_is_served_daily_on_the_configured_cron(tmp_path: Path) -> Non
         "retention-daily", "retention-sweep", {"dry_run": False})
     assert [(s.schedule.cron, s.schedule.timezone) for s in retention.schedules] == [
         ("30 3 * * *", "Europe/London")]
-    import flows.sampling
+    from deployments.survey import survey_deployments
 
-    if hasattr(flows.sampling, "survey_deployments"):
-        assert len(deployments) == 1 + len(flows.sampling.survey_deployments(settings))
+    assert len(deployments) == 1 + len(survey_deployments(settings))
 
 
 def test_a_bad_cron_is_one_clear_error(tmp_path: Path) -> None:

@@ -9,10 +9,11 @@ from typing import Any
 import polars as pl
 import pytest
 
-from schemas.codes import TABLE_COLUMNS, TABLES
-from schemas.columns import READ_COLUMNS, RULES, columns_for, rules_for
+from schemas.codes import TABLES
+from schemas.columns import READ_COLUMNS, RULES, TABLE_COLUMNS, columns_for, rules_for
 from schemas.extract import CLEAN_MODELS, RAW_MODELS
-from tasks.demo.synthetic import generate_tables, render_members
+from tasks.demo.render import render_members
+from tasks.demo.synthetic import generate_tables
 from tasks.ingest.reader import read_tables
 from tasks.ingest.validate import (
     BAD_DATE_REASON,
@@ -20,7 +21,6 @@ from tasks.ingest.validate import (
     US_DATE_REASON,
     ValidatedTables,
     output_columns,
-    summarise_failures,
     validate_tables,
 )
 
@@ -103,6 +103,15 @@ def changed(table: str, index: int, column: str, value: str, rows: Rows | None =
     rows = copy.deepcopy(rows or base_rows())
     rows[table][index][column] = value
     return rows
+
+
+def summarise_failures(failures: pl.DataFrame) -> pl.DataFrame:
+    """Failure counts by table, column, rule and reason (rows = failing rows)."""
+    return (
+        failures.group_by("table", "column", "rule", "reason")
+        .agg(pl.col("row").n_unique().alias("rows"))
+        .sort(pl.col("table").cast(pl.Enum(list(TABLES))), "column", "rule", "reason")
+    )
 
 
 def failure_set(result: ValidatedTables) -> set[tuple[Any, ...]]:

@@ -1,10 +1,6 @@
 -- The household still may be contacted with this kind of message (re-checked at send time).
-SELECT h.token
-FROM households h
-WHERE h.cluster_id = :cluster_id AND h.token = :token AND h.withdrawn_at IS NULL
-  AND NOT EXISTS (SELECT 1 FROM do_not_contact d
-                  WHERE d.cluster_id = h.cluster_id AND d.family_pid = h.family_pid)
-  AND NOT EXISTS (SELECT 1 FROM responses r WHERE r.cluster_id = h.cluster_id AND r.token = h.token)
+SELECT c.token
+FROM contactable_households c
+WHERE c.cluster_id = :cluster_id AND c.token = :token
   AND NOT EXISTS (SELECT 1 FROM contact_attempts a
-                  WHERE a.cluster_id = h.cluster_id AND a.token = h.token
-                    AND (a.kind = :kind OR a.outcome = 'bounced'))
+                  WHERE a.cluster_id = c.cluster_id AND a.token = c.token AND a.kind = :kind)

@@ -1,6 +1,6 @@
 """Small-number suppression for published tables (DfE convention: suppressed shown as "c").
 
-Pure functions, no Prefect and no I/O (``apply_suppression`` works on a polars frame).
+Pure functions, no Prefect and no I/O; ``tasks.analysis.publication`` applies them to tables.
 
 Primary suppression hides every count from 1 to ``threshold`` (0 is published). Secondary
 suppression then hides further entries so that no hidden value can be worked out from the
@@ -17,12 +17,9 @@ import heapq
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import polars as pl
-
 __all__ = [
     "SUPPRESSED",
     "TwoWaySuppression",
-    "apply_suppression",
     "suppress_one_way",
     "suppress_two_way",
 ]
@@ -285,75 +282,3 @@ def suppress_two_way(matrix: Sequence[Sequence[int]], *, threshold: int = 5) -> 
         grand_total=mask[r][width],
     )
 
-
-def apply_suppression(
-    df: pl.DataFrame,
-    count_col: str,
-    *,
-    threshold: int,
-    pct_cols: Sequence[str] = ("percent",),
-    total_row: int | None = None,
-) -> pl.DataFrame:
-    """Copy of a one-way table with count and percent columns as strings, "c" if suppressed.
-
-    Rows are the categories of one one-way table whose total is published. Cells are
-    chosen by :func:`suppress_one_way` (total published); a row's percentages are
-    suppressed together with its count. Unsuppressed counts become their decimal string and
-    percentages their polars string cast (null stays null). Every column in ``pct_cols``
-    must exist (pass ``pct_cols=()`` when there is none), so a misspelt name can never leave
-    a percentage of a hidden count on show.
-
-    Total row check: with ``total_row`` (a row index, negative allowed) that row is taken as
-    the published total; it must equal the sum of the other rows (ValueError otherwise), is
-    excluded from the cell suppression, and is itself shown as "c" when it is
-    1..threshold. Without it the frame must hold only category rows and the caller
-    publishes the total (hide it when it is 1..threshold, in which case every row here is
-    "c"). Raises ValueError for a missing column or a null/negative/non-integer count.
-    """
-    if count_col not in df.columns:
-        raise ValueError(f"count column {count_col!r} not in frame")
-    missing = [col for col in pct_cols if col not in df.columns]
-    if missing:
-        raise ValueError(
-            f"percentage column(s) {missing} not in frame; pass pct_cols=() if there is none"
-        )
-    if not df.schema[count_col].is_integer():
-        raise ValueError(f"count column {count_col!r} must be integer, is {df.schema[count_col]}")
-    counts = df[count_col].to_list()
-    if any(value is None for value in counts):
-        raise ValueError(f"count column {count_col!r} has null values")
-    threshold = _check_threshold(threshold)
-
-    if total_row is None:
-        mask = suppress_one_way(counts, threshold=threshold, total_published=True)
-    else:
-        if not -len(counts) <= total_row < len(counts):
-            raise ValueError(f"total_row {total_row} is outside the {len(counts)} rows")
-        index = total_row % len(counts)
-        categories = counts[:index] + counts[index + 1 :]
-        total = counts[index]
-        if total != sum(categories):
-            raise ValueError(
-                f"total row {index} holds {total} but the other rows sum to {sum(categories)}"
-            )
-        cell_mask = suppress_one_way(categories, threshold=threshold, total_published=True)
-        mask = [*cell_mask[:index], 1 <= total <= threshold, *cell_mask[index:]]
-
-    out = df.clone()
-    replaced = [
-        pl.Series(
-            count_col,
-            [SUPPRESSED if hide else str(value) for value, hide in zip(counts, mask, strict=True)],
-            dtype=pl.Utf8,
-        )
-    ]
-    for col in pct_cols:
-        shown = df[col].cast(pl.Utf8).to_list()
-        replaced.append(
-            pl.Series(
-                col,
-                [SUPPRESSED if hide else text for text, hide in zip(shown, mask, strict=True)],
-                dtype=pl.Utf8,
-            )
-        )
-    return out.with_columns(replaced)

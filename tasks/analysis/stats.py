@@ -143,21 +143,52 @@ def stratified_estimate(
     responding stratum has no frame size, a frame size is below its r_h, or a value is
     infinite.
     """
+    data = _answered_by_stratum(responses)
+    if not data:
+        return StratifiedEstimate(0, None, None, None, None, None, ())
+    sizes = _responding_frame_sizes(data, frame_sizes)
+
+    frame_total = sum(sizes.values())
+    respondents = sum(len(v) for v in data.values())
+    all_values = [x for values in data.values() for x in values]
+    unweighted = math.fsum(all_values) / respondents
+
+    means: dict[str, float] = {h: math.fsum(v) / len(v) for h, v in data.items()}
+    weights = {h: sizes[h] / frame_total for h in data}
+    weighted = math.fsum(weights[h] * means[h] for h in data)
+    se = _standard_error(data, means, weights, sizes)
+    singles = tuple(h for h, values in data.items() if len(values) == 1)
+    return StratifiedEstimate(
+        respondents=respondents,
+        mean=round_half_up(unweighted),
+        weighted_mean=round_half_up(weighted),
+        standard_error=None if se is None else round_half_up(se),
+        ci_low=None if se is None else round_half_up(weighted - _Z_95 * se),
+        ci_high=None if se is None else round_half_up(weighted + _Z_95 * se),
+        single_respondent_strata=singles,
+    )
+
+
+def _answered_by_stratum(responses: Mapping[str, Sequence[float | None]]) -> dict[str, list[float]]:
+    """The non-missing values per stratum, strata in sorted order, strata without any left out."""
     data: dict[str, list[float]] = {}
     for stratum in sorted(responses):
         values: list[float] = []
         for value in responses[stratum]:
-            if _is_missing(value):
+            if value is None or _is_missing(value):
                 continue
-            number = float(value)  # type: ignore[arg-type]
+            number = float(value)
             if not math.isfinite(number):
                 raise ValueError(f"stratum {stratum!r}: value {number!r} is not finite")
             values.append(number)
         if values:
             data[stratum] = values
-    if not data:
-        return StratifiedEstimate(0, None, None, None, None, None, ())
+    return data
 
+
+def _responding_frame_sizes(data: Mapping[str, Sequence[float]],
+                            frame_sizes: Mapping[str, int]) -> dict[str, int]:
+    """N_h of every responding stratum, refusing a missing size or one below its respondents."""
     sizes: dict[str, int] = {}
     for stratum, values in data.items():
         if stratum not in frame_sizes:
@@ -169,16 +200,12 @@ def stratified_estimate(
                 f"{len(values)} respondents, got {size!r}"
             )
         sizes[stratum] = size
+    return sizes
 
-    frame_total = sum(sizes.values())
-    respondents = sum(len(v) for v in data.values())
-    all_values = [x for values in data.values() for x in values]
-    unweighted = math.fsum(all_values) / respondents
 
-    means: dict[str, float] = {h: math.fsum(v) / len(v) for h, v in data.items()}
-    weights = {h: sizes[h] / frame_total for h in data}
-    weighted = math.fsum(weights[h] * means[h] for h in data)
-
+def _standard_error(data: Mapping[str, Sequence[float]], means: Mapping[str, float],
+                    weights: Mapping[str, float], sizes: Mapping[str, int]) -> float | None:
+    """sqrt(sum(W_h**2 * (1 - r_h/N_h) * s_h**2 / r_h)) over strata with r_h >= 2; None if none."""
     variance_terms: list[float] = []
     for h, values in data.items():
         r = len(values)
@@ -186,24 +213,7 @@ def stratified_estimate(
             continue
         s2 = math.fsum((x - means[h]) ** 2 for x in values) / (r - 1)
         variance_terms.append(weights[h] ** 2 * (1 - r / sizes[h]) * s2 / r)
-    singles = tuple(h for h, values in data.items() if len(values) == 1)
-
-    if variance_terms:
-        se: float | None = math.sqrt(math.fsum(variance_terms))
-        ci_low: float | None = round_half_up(weighted - _Z_95 * se)
-        ci_high: float | None = round_half_up(weighted + _Z_95 * se)
-        se = round_half_up(se)
-    else:
-        se = ci_low = ci_high = None
-    return StratifiedEstimate(
-        respondents=respondents,
-        mean=round_half_up(unweighted),
-        weighted_mean=round_half_up(weighted),
-        standard_error=se,
-        ci_low=ci_low,
-        ci_high=ci_high,
-        single_respondent_strata=singles,
-    )
+    return math.sqrt(math.fsum(variance_terms)) if variance_terms else None
 
 
 def band_counts(
@@ -224,10 +234,10 @@ def band_counts(
             raise ValueError(f"bands {label_a!r} and {label_b!r} overlap")
     counts = [0] * len(bands)
     for value in values:
-        if _is_missing(value):
+        if value is None or _is_missing(value):
             continue
         for index, (_, low, high) in enumerate(bands):
-            if low <= value <= high:  # type: ignore[operator]
+            if low <= value <= high:
                 counts[index] += 1
                 break
         else:

@@ -77,7 +77,7 @@ def decrypt_contact(key: bytes, cluster_id: str, family_pid: str, nonce: str, ci
 
 def seal_contacts(key: bytes, cluster_id: str, extract_sha256: str,
                   records: Mapping[str, ContactRecord]) -> list[dict[str, str]]:
-    """The ``contacts`` rows (ciphertext only) for the given families."""
+    """The ``contacts`` rows (ciphertext only) for the given families (stored by the ingest load)."""
     kid = key_id(key)
     params = []
     for family_pid, record in records.items():
@@ -85,18 +85,6 @@ def seal_contacts(key: bytes, cluster_id: str, extract_sha256: str,
         params.append({"cluster_id": cluster_id, "family_pid": family_pid, "key_id": kid,
                        "nonce": nonce, "ciphertext": sealed, "extract_sha256": extract_sha256})
     return params
-
-
-def store_contacts(conn: Connection, key: bytes, cluster_id: str, extract_sha256: str,
-                   records: Mapping[str, ContactRecord]) -> int:
-    """Insert or replace the records of the given families inside the caller's transaction."""
-    params = seal_contacts(key, cluster_id, extract_sha256, records)
-    if params:
-        conn.execute(query("contacts_delete_family"), [
-            {"cluster_id": p["cluster_id"], "family_pid": p["family_pid"]} for p in params
-        ])
-        conn.execute(query("contacts_insert"), params)
-    return len(params)
 
 
 def load_contacts(conn: Connection, key: bytes, cluster_id: str,

@@ -8,8 +8,7 @@ Queries are ``sql/queries/<name>.sql``, one statement each, run with bind parame
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from functools import cache
 from importlib.resources import files
@@ -135,13 +134,6 @@ def query(name: str) -> TextClause:
 def rows(conn: Connection, name: str, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
     """Run a named query and return its rows as dicts."""
     return [dict(row._mapping) for row in conn.execute(query(name), dict(params or {}))]
-
-
-@contextmanager
-def transaction(engine: Engine) -> Iterator[Connection]:
-    """One transaction: committed on success, rolled back on any error."""
-    with engine.begin() as conn:
-        yield conn
 
 
 def compact_database(engine: Engine) -> dict[str, Any]:

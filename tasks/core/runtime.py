@@ -22,7 +22,7 @@ from tasks.core.secrets import Secrets, secret_environment
 from tasks.core.settings import Settings, load_settings
 
 if TYPE_CHECKING:  # the edges' interfaces live with the stages that use them
-    from tasks.retention.schedule import RunHistory
+    from tasks.retention.history import RunHistory
     from tasks.survey.mailer import Mailer
 
 #: Called with a step label before each retention deletion step (fault-injection tests only).

@@ -14,6 +14,7 @@ import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 from tasks.core.archive import AGE_IDENTITY_ENV
 from tasks.core.errors import ConfigError
@@ -44,7 +45,10 @@ def _prefect_secret(name: str, environ: Mapping[str, str]) -> str | None:
     try:
         from prefect.blocks.system import Secret
 
-        return str(Secret.load(f"cluster-eval-{name.replace('_', '-')}").get())
+        # Called outside an event loop, load() returns the block itself; Prefect's async_dispatch
+        # types the result as "block or coroutine", so narrow it here.
+        block = cast("Secret[str]", Secret.load(f"cluster-eval-{name.replace('_', '-')}"))
+        return str(block.get())
     except (ValueError, RuntimeError, OSError):
         return None
 

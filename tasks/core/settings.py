@@ -78,6 +78,8 @@ class SurveySettings(_Section):
     fieldwork_end: date | None = None
     interview_min: int = Field(5, ge=1)
     interview_max: int = Field(10, ge=1)
+    reminder_cron: str = Field("0 9 * * *", description="when `serve` sends due reminders (UK time)")
+    monitor_cron: str = Field("0 10 * * *", description="when `serve` checks the response rate (UK time)")
 
     @field_validator("survey_url_template")
     @classmethod
@@ -188,7 +190,7 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path} cannot be read: {exc.strerror}") from None
 
 
-def _describe(error: dict[str, Any], source: str) -> str:
+def _describe(error: Mapping[str, Any], source: str) -> str:
     key = ".".join(str(part) for part in error["loc"]) or "settings"
     message = error["msg"].removeprefix("Value error, ")
     if error["type"] == "extra_forbidden":

@@ -13,18 +13,24 @@ from sqlalchemy import Connection
 from tasks.core.db import rows
 from tasks.core.home import Home, write_private
 from tasks.core.secrets import EXTRACT_PASSPHRASE, Secrets
-from tasks.demo.synthetic import generate_survey_export, survey_export_csv, write_extract
+from tasks.demo.render import write_extract
+from tasks.demo.survey_export import generate_survey_export, survey_export_csv
 
 DEMO_RESPONSE_RATE = 0.6
 
 
-def make_demo_extract(home: Home, secrets: Secrets, families: int, seed: int) -> Path:
+def demo_passphrase(secrets: Secrets) -> str:
+    """The extract passphrase the demo encrypts with and ingest decrypts with (created if none)."""
+    return secrets.passphrase_or_create(EXTRACT_PASSPHRASE)[0]
+
+
+def make_demo_extract(home: Home, passphrase: str, families: int, seed: int) -> Path:
     """Write a synthetic AES-256 ZIP extract (with .sha256 sidecar) into HOME/inbox."""
     inbox = home.root / "inbox"
     inbox.mkdir(mode=0o700, exist_ok=True)
     path = inbox / f"demo-extract-{families}-{seed}.zip"
     return write_extract(path, families=families, seed=seed, fmt="csv", encryption="aes-zip",
-                         passphrase=secrets.passphrase_or_create(EXTRACT_PASSPHRASE)[0], messy=True, sidecar=True)
+                         passphrase=passphrase, messy=True, sidecar=True)
 
 
 def simulate_responses(conn: Connection, home: Home, cluster_id: str, wave: int, seed: int) -> Path:

@@ -1,7 +1,10 @@
 """Load one extract into the analysis store in ONE transaction.
 
 Rows go in with SQLAlchemy Core executemany (SQLite) or psycopg ``COPY`` (PostgreSQL), both
-inside the same transaction.
+inside the same transaction. The analysis tables' INSERT and COPY statements are generated from
+``schemas.columns.ANALYSIS_COLUMNS`` (itself derived from the rules table), so a column change
+is one edit there: only those fixed, checked identifiers are formatted into SQL, every value is
+a bind parameter. Every other statement is a named query in ``sql/queries``.
 
 Inside the transaction, in order: claim the extract (its row in ``extracts``; the primary key
 (cluster_id, sha256) makes a second, concurrent ingest of the same file fail here, which is
@@ -18,42 +21,82 @@ import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import polars as pl
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.sql.elements import TextClause
 
-from schemas.codes import CHILDREN, EPISODES, FAMILIES, GOALS, SPECIALIST_REFERRALS
+from schemas.codes import CHILDREN, EPISODES, FAMILIES, SPECIALIST_REFERRALS
+from schemas.columns import ANALYSIS_COLUMNS, KEYS, pseudonym_column
 from tasks.core.audit import AuditValue, append_audit
 from tasks.core.contacts import ContactRecord, seal_contacts
 from tasks.core.db import query
 from tasks.core.errors import UserFacingError
-from tasks.ingest.transform import EPISODE_ISSUES, EPISODE_SERVICES, AnalysisTables
+from tasks.ingest.transform import AnalysisTables
 
 RAW_EXTRACT = "raw_extract"
 CONTACT_COLUMNS = ("cluster_id", "family_pid", "key_id", "nonce", "ciphertext", "extract_sha256")
 INGESTED = "ingested"
 BATCH_ROWS = 50_000
 
-# Analysis table -> its insert statement (sql/queries), in load order (parents first).
-INSERTS: dict[str, str] = {
-    FAMILIES: "ingest_insert_family",
-    CHILDREN: "ingest_insert_child",
-    EPISODES: "ingest_insert_episode",
-    EPISODE_ISSUES: "ingest_insert_episode_issue",
-    EPISODE_SERVICES: "ingest_insert_episode_service",
-    GOALS: "ingest_insert_goal",
-    SPECIALIST_REFERRALS: "ingest_insert_referral",
+_IDENTIFIER = re.compile(r"^[a-z][a-z0-9_]*$")
+# Columns an analysis row gets from the load itself rather than from the extract.
+LOAD_COLUMNS: dict[str, tuple[str, ...]] = {
+    table: ("cluster_id", "extract_sha256") if table == FAMILIES else ("cluster_id",)
+    for table in ANALYSIS_COLUMNS
+}
+
+
+@dataclass(frozen=True)
+class Insert:
+    """A plain INSERT of named columns into one analysis table.
+
+    Only the whitelisted identifiers of ``ANALYSIS_COLUMNS`` and ``LOAD_COLUMNS`` (bare lower-case
+    names) are accepted, since they are formatted into the SQL; values are bind parameters.
+    """
+
+    table: str
+    columns: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        allowed = {*LOAD_COLUMNS.get(self.table, ()), *ANALYSIS_COLUMNS.get(self.table, ())}
+        for name in (self.table, *self.columns):
+            if not _IDENTIFIER.match(name):
+                raise ValueError(f"not a plain SQL identifier: {name!r}")
+        if self.table not in ANALYSIS_COLUMNS or not allowed.issuperset(self.columns):
+            raise ValueError(f"not an analysis table and its columns: {self.table}")
+
+    @cached_property
+    def statement(self) -> TextClause:
+        """``INSERT INTO table (columns) VALUES (:columns)``, every value a bind parameter."""
+        binds = ", ".join(f":{c}" for c in self.columns)
+        return text(f"INSERT INTO {self.table} ({', '.join(self.columns)}) VALUES ({binds})")
+
+    @property
+    def copy(self) -> str:
+        """The equivalent ``COPY table (columns) FROM STDIN``."""
+        return f"COPY {self.table} ({', '.join(self.columns)}) FROM STDIN"
+
+
+# Analysis table -> its insert, in load order (parents first).
+INSERTS: dict[str, Insert] = {
+    table: Insert(table, (*LOAD_COLUMNS[table], *columns))
+    for table, columns in ANALYSIS_COLUMNS.items()
 }
 # Rows a later extract replaces: (table, key column, existing keys query, delete statement),
 # children first. Deleting an episode or family cascades to its own rows (goals, ...).
-REPLACES: tuple[tuple[str, str, str, str], ...] = (
-    (SPECIALIST_REFERRALS, "referral_pid", "ingest_existing_referrals", "ingest_delete_referral"),
-    (EPISODES, "episode_pid", "ingest_existing_episodes", "ingest_delete_episode"),
-    (CHILDREN, "child_pid", "ingest_existing_children", "ingest_delete_child"),
-    (FAMILIES, "family_pid", "ingest_existing_families", "ingest_delete_family"),
+REPLACES: tuple[tuple[str, str, str, str], ...] = tuple(
+    (table, pseudonym_column(KEYS[table][0]), existing, delete)
+    for table, existing, delete in (
+        (SPECIALIST_REFERRALS, "ingest_existing_referrals", "ingest_delete_referral"),
+        (EPISODES, "ingest_existing_episodes", "ingest_delete_episode"),
+        (CHILDREN, "ingest_existing_children", "ingest_delete_child"),
+        (FAMILIES, "ingest_existing_families", "ingest_delete_family"),
+    )
 )
 
 
@@ -79,12 +122,21 @@ class ExtractFile:
 _PLAIN_INSERT = re.compile(r"^INSERT INTO (\w+) \(([\w, ]+)\) VALUES \(([:\w, ]+)\)$")
 
 
-def copy_statement(statement: str) -> tuple[str, list[str]] | None:
-    """The ``COPY ... FROM STDIN`` equivalent of a plain named INSERT and its columns, or None.
+Statement = str | Insert  # the name of a query in sql/queries, or a generated insert
 
-    Table and column names come only from the project's own ``sql/queries`` files and must be
-    bare identifiers; anything else falls back to executemany.
+
+def _clause(statement: Statement) -> TextClause:
+    return statement.statement if isinstance(statement, Insert) else query(statement)
+
+
+def copy_statement(statement: Statement) -> tuple[str, list[str]] | None:
+    """The ``COPY ... FROM STDIN`` equivalent of a plain INSERT and its columns, or None.
+
+    Table and column names come only from generated inserts or the project's own
+    ``sql/queries`` files and must be bare identifiers; anything else falls back to executemany.
     """
+    if isinstance(statement, Insert):
+        return statement.copy, list(statement.columns)
     match = _PLAIN_INSERT.match(query(statement).text.strip())
     if not match:
         return None
@@ -99,27 +151,33 @@ def _now() -> str:
     return datetime.now(UTC).isoformat()
 
 
-def _execute_frame(conn: Connection, statement: str, df: pl.DataFrame,
+def _copy_frame(conn: Connection, sql: str, names: list[str], df: pl.DataFrame) -> None:
+    """Stream a frame's columns into ``COPY ... FROM STDIN`` on the psycopg connection."""
+    driver = conn.connection.driver_connection
+    if driver is None:  # the connection was closed under us
+        raise SQLAlchemyError("the database connection is closed")
+    with driver.cursor() as cursor, cursor.copy(sql) as stream:
+        for row in df.select(names).iter_rows():
+            stream.write_row(row)
+
+
+def _execute_frame(conn: Connection, statement: Statement, df: pl.DataFrame,
                    constants: Mapping[str, Any]) -> None:
-    """Run one named statement for every row of a frame (COPY, or executemany in batches).
+    """Run one statement for every row of a frame (COPY, or executemany in batches).
 
     The statement is compiled once for the connection's dialect and run at the driver level
     with plain tuples or dicts, so a million rows do not pay SQLAlchemy's per-row overhead.
     """
     if df.is_empty():
         return
+    df = df.with_columns(pl.lit(value).alias(name) for name, value in constants.items())
     copy = copy_statement(statement) if conn.dialect.name == "postgresql" else None
     if copy is not None:
-        sql, names = copy
-        df = df.with_columns(pl.lit(value).alias(name) for name, value in constants.items())
-        with conn.connection.driver_connection.cursor() as cursor, cursor.copy(sql) as stream:
-            for row in df.select(names).iter_rows():
-                stream.write_row(row)
+        _copy_frame(conn, *copy, df)
         return
-    compiled = query(statement).compile(dialect=conn.dialect)
+    compiled = _clause(statement).compile(dialect=conn.dialect)
     if conn.dialect.name == "sqlite":  # dates as ISO text, as SQLAlchemy's SQLite Date does
         df = df.with_columns(pl.col(pl.Date).dt.to_string("%Y-%m-%d"))
-    df = df.with_columns(pl.lit(value).alias(name) for name, value in constants.items())
     names = list(compiled.positiontup or compiled.binds)
     for batch in df.select(names).iter_slices(BATCH_ROWS):
         params: list[Any] = batch.rows() if compiled.positional else batch.to_dicts()
@@ -187,16 +245,11 @@ def load_extract(engine: Engine, cluster: str, extract: ExtractFile, analysis: A
                 keys = analysis.tables[table].get_column(column)
                 _execute_frame(conn, delete, _replaced_keys(conn, cluster, existing, keys),
                                on_cluster)
-            for table, statement in INSERTS.items():
-                constants = {**on_cluster, "extract_sha256": extract.sha256} if table == FAMILIES \
-                    else on_cluster
-                _execute_frame(conn, statement, analysis.tables[table], constants)
-            sealed = pl.DataFrame(seal_contacts(contact_key, cluster, extract.sha256, contacts),
-                                  schema=dict.fromkeys(CONTACT_COLUMNS, pl.String))
-            _execute_frame(conn, "contacts_delete_family",
-                           _replaced_keys(conn, cluster, "ingest_existing_contacts",
-                                          sealed.get_column("family_pid")), on_cluster)
-            _execute_frame(conn, "contacts_insert", sealed, {})
+            from_load = {**on_cluster, "extract_sha256": extract.sha256}
+            for table, insert in INSERTS.items():
+                constants = {name: from_load[name] for name in LOAD_COLUMNS[table]}
+                _execute_frame(conn, insert, analysis.tables[table], constants)
+            store_contacts(conn, contact_key, cluster, extract.sha256, contacts)
             quarantined = failures.select(
                 pl.col("table").alias("table_name"), "row_key",
                 pl.col("column").alias("column_name"), "rule", "reason")
@@ -227,6 +280,18 @@ def load_extract(engine: Engine, cluster: str, extract: ExtractFile, analysis: A
         undo_moves(moves)
         raise
     return True
+
+
+def store_contacts(conn: Connection, key: bytes, cluster: str, extract_sha256: str,
+                   records: Mapping[str, ContactRecord]) -> int:
+    """Seal the families' contact records and replace their stored ones in the caller's transaction."""
+    sealed = pl.DataFrame(seal_contacts(key, cluster, extract_sha256, records),
+                          schema=dict.fromkeys(CONTACT_COLUMNS, pl.String))
+    _execute_frame(conn, "contacts_delete_family",
+                   _replaced_keys(conn, cluster, "ingest_existing_contacts", sealed.get_column("family_pid")),
+                   {"cluster_id": cluster})
+    _execute_frame(conn, "contacts_insert", sealed, {})
+    return sealed.height
 
 
 def extract_exists(conn: Connection, cluster: str, sha256: str) -> bool:

@@ -1,4 +1,4 @@
-"""The ingest pipeline, stage by stage, as plain functions (flows/ingest.py runs each as a task).
+"""The ingest pipeline, stage by stage, as plain functions (the ingest flow runs each as a task).
 
 Stages, in order: ``check archive`` (SHA-256 of the encrypted file, ``.sha256`` sidecar, already
 ingested?), ``decrypt`` (in memory, hostile-archive checks: tasks.core.archive), ``read``
@@ -7,7 +7,8 @@ ingested?), ``decrypt`` (in memory, hostile-archive checks: tasks.core.archive),
 data-quality CSV). A rejected file goes through ``quarantine`` instead of ``load``.
 
 ``ingest_file`` is the one pipeline: it takes a ``stage`` runner that calls each stage
-function, directly (tests, benchmarks) or as a named Prefect task (the flow). Errors are data:
+function, directly (tests, benchmarks) or as a named Prefect task (the flow, through
+``tasks.ingest.steps.run_stage_as_task``). Errors are data:
 a stage that refuses the input raises ``InputRejected``; the pipeline turns it into a
 ``rejected`` outcome, moves the file to quarantine and still writes the report. Any other error
 inside a data stage is reported by its class name only (its message could quote a value).

@@ -22,25 +22,25 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import polars as pl
 
 from schemas.codes import FAMILIES
-from schemas.columns import ROW_KEY, columns_for
+from schemas.columns import ROW_KEY, RULES, columns_for, pseudonym_column, pseudonym_kind
 from tasks.core.contacts import ContactRecord
 
 PSEUDONYM_HEX = 32
 _DOMAIN = b"cluster-eval/pid/v1"
 _SEP = b"\x1f"
 
-# Source id column -> (kind in the HMAC message, pseudonymised column name).
+# Source id column -> (kind in the HMAC message, pseudonymised column name), e.g.
+# family_id -> (family, family_pid): every column the rules table pseudonymises.
 ID_COLUMNS: dict[str, tuple[str, str]] = {
-    "family_id": ("family", "family_pid"),
-    "child_id": ("child", "child_pid"),
-    "episode_id": ("episode", "episode_pid"),
-    "referral_id": ("referral", "referral_pid"),
+    r.column: (pseudonym_kind(r.column), pseudonym_column(r.column))
+    for r in RULES if r.action == "pseudonymise"
 }
 CONTACT_FIELDS: tuple[str, ...] = columns_for(FAMILIES, "contact_store")
 FAILURE_COLUMNS = ("table", "row_key", "column", "rule", "reason")
@@ -116,6 +116,12 @@ def _text(value: object) -> str | None:
     return None if value is None else str(value)
 
 
+def _contact_record(row: Mapping[str, Any], fields: Iterable[str]) -> ContactRecord:
+    values: dict[str, Any] = {name: _text(row[name]) for name in fields}
+    values["do_not_contact"] = _flag(row["do_not_contact"])
+    return ContactRecord(**values)
+
+
 def split_contacts(families: pl.DataFrame, contact_fields: tuple[str, ...] = CONTACT_FIELDS
                    ) -> tuple[pl.DataFrame, dict[str, ContactRecord]]:
     """Take the contact columns out of a pseudonymised families table, one record per family."""
@@ -123,10 +129,7 @@ def split_contacts(families: pl.DataFrame, contact_fields: tuple[str, ...] = CON
     if set(contact_fields) != set(fields):
         raise ValueError("the contact_store columns of schemas.columns must match ContactRecord")
     records = {
-        row["family_pid"]: ContactRecord(**{
-            name: _flag(row[name]) if name == "do_not_contact" else _text(row[name])
-            for name in fields
-        })
+        row["family_pid"]: _contact_record(row, fields)
         for row in families.select("family_pid", *contact_fields).iter_rows(named=True)
     }
     return families.drop(contact_fields), records

@@ -18,11 +18,10 @@ from dataclasses import dataclass, field
 import fastexcel
 import polars as pl
 
-from schemas.codes import TABLE_COLUMNS, TABLES
-from schemas.columns import READ_COLUMNS, REQUIRED_COLUMNS, columns_for
+from schemas.codes import TABLES
+from schemas.columns import READ_COLUMNS, REQUIRED_COLUMNS, ROW, TABLE_COLUMNS, columns_for
 from tasks.core.errors import InputRejected
 
-ROW = "_row"  # 1-based data row number (1 = first row under the header)
 _BOM = b"\xef\xbb\xbf"
 # A native Excel date or date-time cell read as text ("2021-03-04 00:00:00").
 _EXCEL_DATETIME = r"^(\d{4}-\d{2}-\d{2})[ T]\d{2}:\d{2}:\d{2}(?:\.\d+)?$"

@@ -1,7 +1,8 @@
 """Derived fields of the analysis store, computed once at ingest (polars, vectorised).
 
 Input: the validated, pseudonymised tables (``tasks.ingest.pseudonymise``). Output: one frame per
-analysis table, with exactly the columns of ``sql/migrations/0001_core.sql``. The rules:
+analysis table, with exactly the columns of ``schemas.columns.ANALYSIS_COLUMNS`` (kept and
+pseudonymised columns of the rules table, then the derived ones below). The rules:
 
 * ``episodes.in_window`` (extract-v1.md §2): ``referral_date <= window_end`` and
   (``closure_date`` missing or ``closure_date >= window_start``), both ends inclusive.
@@ -32,39 +33,8 @@ from datetime import date
 import polars as pl
 
 from schemas.codes import CHILDREN, EPISODES, FAMILIES, GOALS, SPECIALIST_REFERRALS
+from schemas.columns import AGE_BANDS, ANALYSIS_COLUMNS, CODE_LIST_TABLES
 
-EPISODE_ISSUES = "episode_issues"
-EPISODE_SERVICES = "episode_services"
-# Analysis tables in load order (parents first), with their columns as in the schema.
-ANALYSIS_COLUMNS: dict[str, tuple[str, ...]] = {
-    FAMILIES: (
-        "family_pid", "household_size", "adults_in_employment", "lead_carer_employment",
-        "lead_carer_ethnicity", "first_language_english", "free_school_meals", "imd_decile",
-        "in_population",
-    ),
-    CHILDREN: (
-        "child_pid", "family_pid", "gender", "ethnicity", "school_phase", "sen_support",
-        "age_at_referral", "age_band",
-    ),
-    EPISODES: (
-        "episode_pid", "family_pid", "referral_date", "referral_route", "allocation_date",
-        "primary_issue", "lead_worker_role", "closure_date", "closure_outcome", "onward_referral",
-        "in_window", "length_of_support_days", "days_to_allocation", "goal_count",
-        "stepped_up_res_team", "stepped_up_early_help_hub", "stepped_up_social_care",
-    ),
-    EPISODE_ISSUES: ("episode_pid", "issue"),
-    EPISODE_SERVICES: ("episode_pid", "service"),
-    GOALS: (
-        "episode_pid", "goal_number", "goal_area", "baseline_score", "latest_score",
-        "latest_review_date", "score_change",
-    ),
-    SPECIALIST_REFERRALS: (
-        "referral_pid", "episode_pid", "service", "reason", "start_date", "end_date", "outcome",
-    ),
-}
-AGE_BANDS: tuple[tuple[str, int, int], ...] = (
-    ("0-4", 0, 4), ("5-10", 5, 10), ("11-15", 11, 15), ("16-18", 16, 18),
-)
 STEPPED_UP = "stepped_up_to_social_care"
 SOCIAL_CARE = "childrens_social_care"
 
@@ -94,14 +64,11 @@ def in_window(window_start: date, window_end: date) -> pl.Expr:
 
 
 def age_band(age: pl.Expr) -> pl.Expr:
-    """The age band of a whole-year age (see the module docstring)."""
-    expr: pl.Expr | pl.Then | pl.ChainedThen | None = None
-    for label, low, high in AGE_BANDS:
-        condition = age.is_between(low, high)
-        expr = pl.when(condition).then(pl.lit(label)) if expr is None else (
-            expr.when(condition).then(pl.lit(label)))
-    assert expr is not None
-    return expr.otherwise(pl.lit(None, dtype=pl.String))
+    """The age band of a whole-year age (``schemas.columns.AGE_BANDS``); missing outside them."""
+    band = pl.lit(None, dtype=pl.String)
+    for label, low, high in reversed(AGE_BANDS):
+        band = pl.when(age.is_between(low, high)).then(pl.lit(label)).otherwise(band)
+    return band
 
 
 def _days(later: str, earlier: str) -> pl.Expr:
@@ -136,13 +103,22 @@ def derive_episodes(episodes: pl.DataFrame, goals: pl.DataFrame, referrals: pl.D
     )
 
 
-def _code_rows(episodes: pl.DataFrame, source: str, target: str) -> pl.DataFrame:
+def _code_rows(parents: pl.DataFrame, key: str, source: str, target: str) -> pl.DataFrame:
     return (
-        episodes.select("episode_pid", pl.col(source).list.unique().alias(target))
+        parents.select(key, pl.col(source).list.unique().alias(target))
         .explode(target)
         .drop_nulls(target)
-        .sort("episode_pid", target)
+        .sort(key, target)
     )
+
+
+def code_list_tables(tables: dict[str, pl.DataFrame]) -> dict[str, pl.DataFrame]:
+    """One row per distinct code of each kept code-list column (``CODE_LIST_TABLES``)."""
+    out = {}
+    for (table, column), (stored, value) in CODE_LIST_TABLES.items():
+        key = ANALYSIS_COLUMNS[stored][0]  # the parent row's pseudonymised key
+        out[stored] = _code_rows(tables[table], key, column, value)
+    return out
 
 
 def derive_tables(tables: dict[str, pl.DataFrame], window_start: date, window_end: date
@@ -160,11 +136,10 @@ def derive_tables(tables: dict[str, pl.DataFrame], window_start: date, window_en
         FAMILIES: families,
         CHILDREN: children,
         EPISODES: episodes,
-        EPISODE_ISSUES: _code_rows(episodes, "presenting_issues", "issue"),
-        EPISODE_SERVICES: _code_rows(episodes, "services", "service"),
         GOALS: goals,
         SPECIALIST_REFERRALS: referrals,
     }
+    out |= code_list_tables(out)
     out = {name: out[name].select(columns) for name, columns in ANALYSIS_COLUMNS.items()}
     population = Population(
         families=int(families.get_column("in_population").sum()),

@@ -50,27 +50,28 @@ from schemas.columns import (
     LIMITS,
     MAX_GOALS_PER_EPISODE,
     NOT_READ,
+    ROW,
     ROW_KEY,
     SHAPES,
     UPPER_CASE_CODES,
     rule,
     rules_for,
 )
-from schemas.extract import CHECK_RULES, CLEAN_MODELS, MISSING_MEANS, RAW_MODELS
-from tasks.ingest.reader import ROW, RawTables
+from schemas.extract import AGE, CHECK_RULES, CLEAN_MODELS, MISSING_MEANS, RAW_MODELS
+from tasks.ingest.reader import RawTables
+from tasks.ingest.transform import in_window
 
-FAILURE_SCHEMA: dict[str, pl.DataType] = {
+FAILURE_SCHEMA = pl.Schema({
     "table": pl.String(),
     "row": pl.Int64(),
     "row_key": pl.String(),
     "column": pl.String(),
     "rule": pl.String(),
     "reason": pl.String(),
-}
-_CELL_SCHEMA: dict[str, pl.DataType] = {
+})
+_CELL_SCHEMA = pl.Schema({
     ROW: pl.Int64(), "column": pl.String(), "rule": pl.String(), "reason": pl.String(),
-}
-AGE = "age_at_referral"
+})
 US_DATE_REASON = "not a valid date (US MM/DD/YYYY is not accepted)"
 BAD_DATE_REASON = "not a valid date (use YYYY-MM-DD or DD/MM/YYYY)"
 YEAR_RANGE = (1900, 2100)  # a date outside these years is a typing slip, not a real date
@@ -132,15 +133,6 @@ def validate_tables(raw: RawTables, *, window_start: date, window_end: date) -> 
     return ValidatedTables(tables, failures, dict(raw.rows_read), quarantined)
 
 
-def summarise_failures(failures: pl.DataFrame) -> pl.DataFrame:
-    """Failure counts by table, column, rule and reason (rows = failing rows)."""
-    return (
-        failures.group_by("table", "column", "rule", "reason")
-        .agg(pl.col("row").n_unique().alias("rows"))
-        .sort(pl.col("table").cast(_TABLE_ORDER), "column", "rule", "reason")
-    )
-
-
 def output_columns(table: str) -> list[str]:
     """Columns of a validated table: read columns, date_of_birth replaced by age_at_referral."""
     columns = []
@@ -185,12 +177,13 @@ def _coerce(column: str, kind: str, codes: str | None) -> tuple[pl.Expr, pl.Expr
         return _code_list(text), None
     if kind == "integer":
         number = text.str.strip_prefix("+").str.replace(r"\.0+$", "")
-        value = pl.when(number.str.contains(r"^-?\d+$")).then(number.cast(pl.Int64, strict=False))
-        return value, _problem(text, value, "not a whole number")
+        number_value = pl.when(number.str.contains(r"^-?\d+$")).then(
+            number.cast(pl.Int64, strict=False))
+        return number_value, _problem(text, number_value, "not a whole number")
     if kind == "yes_no":
         lower = text.str.to_lowercase()
-        value = pl.when(lower.is_in(YES_VALUES)).then(True).when(lower.is_in(NO_VALUES)).then(False)
-        return value, _problem(text, value, "not a yes/no value (Y/N, Yes/No, TRUE/FALSE, 1/0)")
+        flag = pl.when(lower.is_in(YES_VALUES)).then(True).when(lower.is_in(NO_VALUES)).then(False)
+        return flag, _problem(text, flag, "not a yes/no value (Y/N, Yes/No, TRUE/FALSE, 1/0)")
     if kind == "date":
         return _date(text)
     return text, None
@@ -258,9 +251,9 @@ def _describe(table: str, context: str, column: str, check: str) -> tuple[str, s
     if check in CHECK_RULES:
         return CHECK_RULES[check]
     if column == AGE:
-        low, high = AGE_LIMITS
+        youngest, oldest = AGE_LIMITS
         return ("date_of_birth", "age_at_referral",
-                f"age at the reference referral date is outside {low} to {high}")
+                f"age at the reference referral date is outside {youngest} to {oldest}")
     if check == "not_nullable":
         return column, "required", "required value missing"
     if check == "field_uniqueness":
@@ -308,11 +301,8 @@ def before_episode_referral(typed: pl.DataFrame, column: str, episodes: pl.DataF
 def reference_referrals(episodes: pl.DataFrame, window_start: date,
                         window_end: date) -> pl.DataFrame:
     """Each family's reference referral date: latest in-window episode, else latest episode."""
-    in_window = (pl.col("referral_date") <= window_end) & (
-        pl.col("closure_date").is_null() | (pl.col("closure_date") >= window_start)
-    )
     return episodes.group_by("family_id").agg(
-        pl.col("referral_date").filter(in_window).max()
+        pl.col("referral_date").filter(in_window(window_start, window_end)).max()
         .fill_null(pl.col("referral_date").max()).alias("_reference")
     )
 

@@ -1,0 +1,1 @@
+"""Retention: the rules table, due dates, deletion per item, verification (no personal data)."""

@@ -8,7 +8,9 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Protocol, TypeVar
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -37,7 +39,7 @@ class RunHistory(Protocol):
         """How many of these runs, their artifacts and their logs still exist."""
 
 
-def _chunks(items: Sequence[str], size: int = 100) -> Iterable[list[str]]:
+def _chunks(items: Sequence[T], size: int = 100) -> Iterable[list[T]]:
     for start in range(0, len(items), size):
         yield list(items[start : start + size])
 

@@ -70,10 +70,33 @@ def _largest_remainder(
 
     Precondition (checked): ``n <= sum(caps[h] for h with weights[h] > 0)``.
     """
-    alloc = dict.fromkeys(weights, 0)
     active = {h for h, w in weights.items() if w > 0}
     if n > sum(caps[h] for h in active):
         raise ValueError(f"cannot place {n} units within the caps of the weighted strata")
+    capped, quotas = _fix_capped(weights, n, caps, active)
+    alloc = dict.fromkeys(weights, 0) | capped
+    left = n - sum(capped.values())
+    if left == 0:
+        return alloc
+    floors = {h: math.floor(q) for h, q in quotas.items()}
+    alloc.update(floors)
+    left -= sum(floors.values())
+    order = sorted(quotas, key=lambda h: (-(quotas[h] - floors[h]), -tie_sizes[h], h))
+    for h in order[:left]:
+        alloc[h] += 1
+    return alloc
+
+
+def _fix_capped(
+    weights: Mapping[str, Fraction], n: int, caps: Mapping[str, int], active: set[str]
+) -> tuple[dict[str, int], dict[str, Fraction]]:
+    """Step 2 of ``_largest_remainder``: strata fixed at their cap, and the quotas of the others.
+
+    Quotas are recomputed for the units still to place each time some strata are fixed at
+    their cap, until no quota exceeds its cap (or nothing is left to place).
+    """
+    active = set(active)
+    capped: dict[str, int] = {}
     left = n
     quotas: dict[str, Fraction] = {}
     while active and left > 0:
@@ -83,19 +106,10 @@ def _largest_remainder(
         if not over:
             break
         for h in over:
-            alloc[h] = caps[h]
+            capped[h] = caps[h]
             left -= caps[h]
         active -= over
-    if left == 0:
-        return alloc
-    floors = {h: math.floor(quotas[h]) for h in active}
-    for h, f in floors.items():
-        alloc[h] = f
-    left -= sum(floors.values())
-    order = sorted(active, key=lambda h: (-(quotas[h] - floors[h]), -tie_sizes[h], h))
-    for h in order[:left]:
-        alloc[h] += 1
-    return alloc
+    return capped, {h: q for h, q in quotas.items() if h in active}
 
 
 def hamilton_allocation(frame: Mapping[str, int], n: int, *, minimum: int = 0) -> dict[str, int]:

@@ -25,9 +25,7 @@ from zoneinfo import ZoneInfo
 
 import pandera.polars as pa
 import polars as pl
-from prefect import task
 from prefect.artifacts import create_progress_artifact, create_table_artifact, update_progress_artifact
-from prefect.cache_policies import NO_CACHE
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
@@ -255,75 +253,115 @@ def response_totals(conn: Connection, cluster: str) -> tuple[int, int]:
     return sum(int(r["issued"]) for r in rates), sum(int(r["responded"]) for r in rates)
 
 
+@dataclass(frozen=True)
+class Merged:
+    """Valid records weighed against the responses already stored."""
+
+    accept: list[dict[str, Any]]
+    duplicates: list[dict[str, int | None]]
+    already_stored: int
+
+
+def merge_with_stored(checked: Validated, stored: Mapping[str, str]) -> Merged:
+    """Keep a record newer than the stored response; an identical time is already stored."""
+    accept: list[dict[str, Any]] = []
+    duplicates = list(checked.duplicates)
+    same = 0
+    for record in checked.records:
+        before = stored.get(record["token"])
+        if before is None or before < record["submitted_at"]:
+            accept.append(record)
+            if before is not None:
+                duplicates.append({"dropped_row": None, "kept_row": record["row"]})
+        elif before == record["submitted_at"]:
+            same += 1
+        else:
+            duplicates.append({"dropped_row": record["row"], "kept_row": None})
+    return Merged(accept, sorted(duplicates, key=lambda d: (d["dropped_row"] or 0, d["kept_row"] or 0)),
+                  same)
+
+
+def _read_file(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise InputRejected(f"cannot be read ({exc.strerror})", file=path.name) from None
+
+
+def _imported_before(conn: Connection, settings: Settings, sha: str, file_name: str) -> ImportResult | None:
+    """The ``duplicate`` result when this file was imported before, else None."""
+    cluster = settings.study.cluster
+    seen = rows(conn, "survey_import_get", {"cluster_id": cluster, "sha256": sha})
+    if not seen:
+        return None
+    issued, responded = response_totals(conn, cluster)
+    s = seen[0]
+    return ImportResult("duplicate", sha, file_name, int(s["rows_read"]), int(s["accepted"]),
+                        int(s["quarantined"]), issued=issued, responded=responded,
+                        target_respondents=settings.survey.target_respondents)
+
+
+def _store(conn: Connection, cluster: str, sha: str, accept: Sequence[Mapping[str, Any]],
+           problems: Sequence[RowProblem]) -> None:
+    """Replace the stored responses of accepted tokens; quarantine failing rows (no values)."""
+    if accept:
+        conn.execute(query("survey_response_delete"),
+                     [{"cluster_id": cluster, "token": r["token"]} for r in accept])
+        conn.execute(query("survey_response_insert"), [
+            {**{k: v for k, v in r.items() if k != "row"}, "cluster_id": cluster,
+             "import_sha256": sha} for r in accept])
+    if problems:
+        conn.execute(query("survey_quarantine_insert"), [
+            {"cluster_id": cluster, "source_sha256": sha, "table_name": QUARANTINE_TABLE,
+             "row_key": f"row {p.row}", "column_name": p.column, "rule": p.rule,
+             "reason": p.reason} for p in problems])
+
+
+def _import_new(conn: Connection, settings: Settings, data: bytes, sha: str, file_name: str,
+                now: datetime, flow_run_id: str | None) -> ImportResult:
+    """Validate, merge and store a file not seen before; record and audit the import."""
+    cluster = settings.study.cluster
+    raw = read_export(data, file_name)
+    tokens = rows(conn, "survey_issued_tokens", {"cluster_id": cluster})
+    checked = validate_export(raw, [t["token"] for t in tokens],
+                              [t["token"] for t in tokens if t["withdrawn"]], file_name)
+    stored = {r["token"]: r["submitted_at"]
+              for r in rows(conn, "survey_responses_stored", {"cluster_id": cluster})}
+    merged = merge_with_stored(checked, stored)
+    _store(conn, cluster, sha, merged.accept, checked.problems)
+    quarantined = len({p.row for p in checked.problems})
+    conn.execute(query("survey_import_insert"), {
+        "cluster_id": cluster, "sha256": sha, "file_name": file_name,
+        "imported_at": now.isoformat(), "rows_read": raw.height, "accepted": len(merged.accept),
+        "quarantined": quarantined})
+    issued, responded = response_totals(conn, cluster)
+    append_audit(conn, cluster, "survey_responses_imported", {
+        "sha256": sha, "rows": raw.height, "accepted": len(merged.accept),
+        "quarantined": quarantined, "duplicates": len(merged.duplicates),
+        "already_stored": merged.already_stored}, flow_run_id, now)
+    return ImportResult("imported", sha, file_name, raw.height, len(merged.accept), quarantined,
+                        merged.already_stored, merged.duplicates, checked.problems, issued, responded,
+                        settings.survey.target_respondents)
+
+
 def import_responses(engine: Engine, settings: Settings, path: Path, now: datetime | None = None,
                      flow_run_id: str | None = None) -> ImportResult:
     """Import one export file in one transaction; a file seen before changes nothing."""
-    cluster = settings.study.cluster
-    now = now or datetime.now(UTC)
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise InputRejected(f"cannot be read ({exc.strerror})", file=path.name) from None
+    data = _read_file(path)
     sha = hashlib.sha256(data).hexdigest()
-    target = settings.survey.target_respondents
     try:
         with engine.begin() as conn:
-            seen = rows(conn, "survey_import_get", {"cluster_id": cluster, "sha256": sha})
-            if seen:
-                issued, responded = response_totals(conn, cluster)
-                s = seen[0]
-                return ImportResult("duplicate", sha, path.name, int(s["rows_read"]),
-                                    int(s["accepted"]), int(s["quarantined"]), issued=issued,
-                                    responded=responded, target_respondents=target)
-            raw = read_export(data, path.name)
-            tokens = rows(conn, "survey_issued_tokens", {"cluster_id": cluster})
-            checked = validate_export(raw, [t["token"] for t in tokens],
-                                      [t["token"] for t in tokens if t["withdrawn"]], path.name)
-            stored = {r["token"]: r["submitted_at"]
-                      for r in rows(conn, "survey_responses_stored", {"cluster_id": cluster})}
-            accept, duplicates, same = [], list(checked.duplicates), 0
-            for record in checked.records:
-                before = stored.get(record["token"])
-                if before is None or before < record["submitted_at"]:
-                    accept.append(record)
-                    if before is not None:
-                        duplicates.append({"dropped_row": None, "kept_row": record["row"]})
-                elif before == record["submitted_at"]:
-                    same += 1
-                else:
-                    duplicates.append({"dropped_row": record["row"], "kept_row": None})
-            if accept:
-                conn.execute(query("survey_response_delete"),
-                             [{"cluster_id": cluster, "token": r["token"]} for r in accept])
-                conn.execute(query("survey_response_insert"), [
-                    {**{k: v for k, v in r.items() if k != "row"}, "cluster_id": cluster,
-                     "import_sha256": sha} for r in accept])
-            if checked.problems:
-                conn.execute(query("survey_quarantine_insert"), [
-                    {"cluster_id": cluster, "source_sha256": sha, "table_name": QUARANTINE_TABLE,
-                     "row_key": f"row {p.row}", "column_name": p.column, "rule": p.rule,
-                     "reason": p.reason} for p in checked.problems])
-            quarantined = len({p.row for p in checked.problems})
-            conn.execute(query("survey_import_insert"), {
-                "cluster_id": cluster, "sha256": sha, "file_name": path.name,
-                "imported_at": now.isoformat(), "rows_read": raw.height, "accepted": len(accept),
-                "quarantined": quarantined})
-            issued, responded = response_totals(conn, cluster)
-            append_audit(conn, cluster, "survey_responses_imported", {
-                "sha256": sha, "rows": raw.height, "accepted": len(accept),
-                "quarantined": quarantined, "duplicates": len(duplicates),
-                "already_stored": same}, flow_run_id, now)
+            before = _imported_before(conn, settings, sha, path.name)
+            if before is not None:
+                return before
+            return _import_new(conn, settings, data, sha, path.name, now or datetime.now(UTC), flow_run_id)
     except IntegrityError:
         # The same file imported by another run at the same moment: nothing more to do.
         with engine.connect() as conn:
-            issued, responded = response_totals(conn, cluster)
-            s = rows(conn, "survey_import_get", {"cluster_id": cluster, "sha256": sha})[0]
-        return ImportResult("duplicate", sha, path.name, int(s["rows_read"]), int(s["accepted"]),
-                            int(s["quarantined"]), issued=issued, responded=responded,
-                            target_respondents=target)
-    return ImportResult("imported", sha, path.name, raw.height, len(accept), quarantined, same,
-                        sorted(duplicates, key=lambda d: (d["dropped_row"] or 0, d["kept_row"] or 0)),
-                        checked.problems, issued, responded, target)
+            before = _imported_before(conn, settings, sha, path.name)
+        if before is None:
+            raise
+        return before
 
 
 @dataclass(frozen=True)
@@ -434,10 +472,3 @@ def publish_response_rates(engine: Engine, settings: Settings) -> None:
     create_table_artifact(table, key=artifact_key(settings.study.cluster, "survey-response-rates"),
                           description="Survey response rates by wave and stratum (counts only)")
 
-
-_quiet = {"persist_result": False, "cache_policy": NO_CACHE}
-import_responses_task = task(name="import-responses", **_quiet)(import_responses)
-withdraw_household_task = task(name="withdraw-household", **_quiet)(withdraw_household)
-start_progress_task = task(name="start-progress", **_quiet)(start_progress)
-finish_progress_task = task(name="finish-progress", **_quiet)(finish_progress)
-publish_response_rates_task = task(name="publish-response-rates", **_quiet)(publish_response_rates)

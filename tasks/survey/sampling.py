@@ -32,9 +32,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
-from prefect.cache_policies import NO_CACHE
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
@@ -438,10 +436,3 @@ def publish_proposal(cluster: str, plan: WavePlan) -> str:
                              description=f"Proposed survey wave {plan.wave} awaiting approval")
     return markdown
 
-
-draw_wave_task = task(name="draw-wave", persist_result=False, cache_policy=NO_CACHE)(draw_wave)
-plan_wave_task = task(name="propose-wave", persist_result=False, cache_policy=NO_CACHE)(plan_wave)
-publish_allocation_task = task(name="publish-allocation", persist_result=False,
-                               cache_policy=NO_CACHE)(publish_allocation)
-publish_proposal_task = task(name="publish-proposal", persist_result=False,
-                             cache_policy=NO_CACHE)(publish_proposal)

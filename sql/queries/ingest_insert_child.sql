@@ -1,1 +1,0 @@
-INSERT INTO children (cluster_id, child_pid, family_pid, gender, ethnicity, school_phase, sen_support, age_at_referral, age_band) VALUES (:cluster_id, :child_pid, :family_pid, :gender, :ethnicity, :school_phase, :sen_support, :age_at_referral, :age_band)

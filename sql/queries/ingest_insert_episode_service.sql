@@ -1,1 +1,0 @@
-INSERT INTO episode_services (cluster_id, episode_pid, service) VALUES (:cluster_id, :episode_pid, :service)

@@ -1,1 +1,0 @@
-INSERT INTO goals (cluster_id, episode_pid, goal_number, goal_area, baseline_score, latest_score, latest_review_date, score_change) VALUES (:cluster_id, :episode_pid, :goal_number, :goal_area, :baseline_score, :latest_score, :latest_review_date, :score_change)

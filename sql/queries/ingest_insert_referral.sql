@@ -1,1 +1,0 @@
-INSERT INTO specialist_referrals (cluster_id, referral_pid, episode_pid, service, reason, start_date, end_date, outcome) VALUES (:cluster_id, :referral_pid, :episode_pid, :service, :reason, :start_date, :end_date, :outcome)

@@ -1,0 +1,99 @@
+"""Thin Prefect tasks of the analysis stage (the names the Prefect UI shows) and the command result."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+from prefect import get_run_logger
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.runtime import flow_run
+from sqlalchemy import Engine
+
+from tasks.analysis.folder import check_output_dir
+from tasks.analysis.manifest import make_context
+from tasks.analysis.outputs import WrittenOutputs, record_analysis_run, write_outputs
+from tasks.analysis.publication import publication_tables
+from tasks.analysis.study_data import StudyData, load_study_data
+from tasks.analysis.tables import Analysis, build_analysis
+from tasks.core.prefect import stage_task
+from tasks.core.settings import Settings
+
+#: Publication tables shown as Prefect table artifacts (suppressed figures only).
+HEADLINE_TABLES = ("population", "referral_routes", "presenting_issues", "closure_outcomes",
+                   "onward_referrals", "length_of_support", "ons4", "response_rates")
+
+
+@stage_task("check-output-folder")
+def check_output_folder(out: Path) -> str:
+    """Refuse an output folder that holds anything but an earlier analysis."""
+    return check_output_dir(out.resolve())
+
+
+@stage_task("load-study-data")
+def read_study_data(engine: Engine, cluster: str) -> StudyData:
+    """Read the in-window study population and the survey of the cluster."""
+    with engine.connect() as conn:
+        return load_study_data(conn, cluster)
+
+
+@stage_task("build-tables")
+def build_tables(data: StudyData) -> Analysis:
+    """Compute every restricted table."""
+    analysis = build_analysis(data)
+    get_run_logger().info("built %d tables; survey status %s", len(analysis.tables),
+                          analysis.survey_status)
+    return analysis
+
+
+@stage_task("suppress-small-numbers")
+def suppress_small_numbers(analysis: Analysis, threshold: int) -> dict[str, pl.DataFrame]:
+    """Apply small-number suppression to every table."""
+    return publication_tables(analysis.tables, threshold)
+
+
+@stage_task("write-outputs")
+def write_analysis(out: Path, analysis: Analysis, publication: dict[str, pl.DataFrame],
+                   data: StudyData, settings: Settings) -> WrittenOutputs:
+    """Write tables, charts, workbook, report and manifest, then move them into place."""
+    context = make_context(settings, data.extracts, data.waves, datetime.now(UTC))
+    return write_outputs(out, analysis, publication, context)
+
+
+@stage_task("publish-artifacts")
+def publish_artifacts(publication: dict[str, pl.DataFrame], written: WrittenOutputs) -> None:
+    """Headline publication tables as table artifacts and the report location as markdown."""
+    for name in HEADLINE_TABLES:
+        create_table_artifact(table=publication[name].to_dicts(),
+                              key=f"analysis-{name.replace('_', '-')}",
+                              description=f"{name} (publication figures: small numbers shown as c)")
+    create_markdown_artifact(
+        key="analysis-report",
+        markdown=(f"# Analysis written\n\n* report: `{written.report}`\n"
+                  f"* workbook: `{written.workbook}`\n"
+                  f"* tables: {len(written.manifest['tables'])} restricted and publication\n"
+                  f"* survey: {written.manifest['survey_status']}\n"),
+        description="Where the analysis report is",
+    )
+
+
+@stage_task("record-analysis")
+def record_analysis(engine: Engine, cluster: str, written: WrittenOutputs) -> None:
+    """Register the output folder for retention and append an audit entry."""
+    with engine.begin() as conn:
+        record_analysis_run(conn, cluster, written.out, written.manifest, flow_run.get_id())
+
+
+def summarise(written: WrittenOutputs) -> dict[str, Any]:
+    """The command result: where things are and what they hold (no personal data)."""
+    manifest = written.manifest
+    return {
+        "out": str(written.out),
+        "report": str(written.report),
+        "workbook": str(written.workbook),
+        "tables": len(manifest["tables"]),
+        "survey_status": manifest["survey_status"],
+        "notes": manifest["notes"],
+    }

@@ -1,0 +1,1 @@
+"""The status stage: counts of extracts, survey waves and the retention schedule."""

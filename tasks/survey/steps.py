@@ -1,0 +1,165 @@
+"""Thin Prefect tasks over the survey modules (the names the Prefect UI shows).
+
+Each task calls one plain function of ``tasks.survey`` (tested without Prefect) and is made
+with ``stage_task``: no persisted results, no cache, the run named as the task. Tasks are
+handed what they need (engine, settings, a key, a ``Fieldwork`` context); none reads a secret.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine
+
+from tasks.core.db import compact_database
+from tasks.core.prefect import stage_task
+from tasks.core.settings import Settings
+from tasks.survey.fieldwork import InterviewDraw, draw_interviews, send_invitations, send_reminders
+from tasks.survey.monitor import (
+    RateCheck,
+    check_response_rate,
+    emit_low_rate,
+    low_rate_to_signal,
+    record_low_rate_signal,
+)
+from tasks.survey.outgoing import DeliveryReport, Fieldwork
+from tasks.survey.responses import (
+    ImportResult,
+    Withdrawal,
+    finish_progress,
+    import_responses,
+    publish_response_rates,
+    start_progress,
+    withdraw_household,
+)
+from tasks.survey.sampling import WavePlan, WaveResult, draw_wave, publish_allocation, publish_proposal
+from tasks.survey.topup import propose_topup, record_topup_decision
+
+# --- sampling and top-up -----------------------------------------------------------------------
+
+
+@stage_task("draw-wave")
+def draw_wave_task(engine: Engine, settings: Settings, contact_key: bytes | None, wave: int,
+                   size: int | None, flow_run_id: str | None,
+                   expected: WavePlan | None = None) -> WaveResult:
+    """Draw wave N once (or return it as drawn); an approved proposal must still match."""
+    return draw_wave(engine, settings, contact_key, wave, size, flow_run_id=flow_run_id,
+                     expected=expected)
+
+
+@stage_task("publish-allocation")
+def publish_allocation_task(cluster: str, result: WaveResult) -> None:
+    """Table artifact of a wave's frame and allocation per stratum."""
+    publish_allocation(cluster, result)
+
+
+@stage_task("propose-wave")
+def propose_wave_task(engine: Engine, settings: Settings, contact_key: bytes | None, wave: int | None,
+                      size: int | None) -> WavePlan | WaveResult:
+    """The top-up wave as already drawn, or its proposal (writes nothing)."""
+    return propose_topup(engine, settings, contact_key, wave, size)
+
+
+@stage_task("publish-proposal")
+def publish_proposal_task(cluster: str, plan: WavePlan) -> str:
+    """Markdown artifact of a proposed top-up wave; returns the Markdown."""
+    return publish_proposal(cluster, plan)
+
+
+@stage_task("record-topup-decision")
+def record_decision_task(engine: Engine, cluster: str, wave: int, approved: bool,
+                         flow_run_id: str | None) -> None:
+    """Audit the approval or rejection of a proposed top-up wave."""
+    record_topup_decision(engine, cluster, wave, approved, flow_run_id)
+
+
+# --- fieldwork ---------------------------------------------------------------------------------
+
+
+@stage_task("send-invitations")
+def send_invitations_task(fw: Fieldwork, wave: int) -> DeliveryReport:
+    """Invite every household of a wave not yet invited (e-mail or pack)."""
+    return send_invitations(fw, wave)
+
+
+@stage_task("send-reminders")
+def send_reminders_task(fw: Fieldwork, as_of: date) -> DeliveryReport:
+    """Send every reminder due on ``as_of`` that has not been sent yet."""
+    return send_reminders(fw, as_of)
+
+
+@stage_task("draw-interviews")
+def draw_interviews_task(engine: Engine, settings: Settings, flow_run_id: str | None) -> InterviewDraw:
+    """Draw the interview sub-sample once; later runs return the stored draw."""
+    return draw_interviews(engine, settings, flow_run_id=flow_run_id)
+
+
+# --- response-rate monitor ---------------------------------------------------------------------
+
+
+@stage_task("check-response-rate")
+def check_response_rate_task(engine: Engine, settings: Settings, as_of: date) -> RateCheck:
+    """Response rate over the waves whose last reminder was due by ``as_of``."""
+    return check_response_rate(engine, settings, as_of)
+
+
+@stage_task("check-low-rate-signal")
+def low_rate_to_signal_task(engine: Engine, cluster: str, check: RateCheck) -> bool:
+    """Whether a low rate is to be signalled now (once per reminder cycle)."""
+    return low_rate_to_signal(engine, cluster, check)
+
+
+@stage_task("emit-low-response-event")
+def emit_low_rate_task(cluster: str, check: RateCheck) -> str | None:
+    """Emit the low-response-rate event (counts only); return its id."""
+    return emit_low_rate(cluster, check)
+
+
+@stage_task("record-low-rate-signal")
+def record_low_rate_signal_task(engine: Engine, cluster: str, check: RateCheck,
+                                flow_run_id: str | None) -> None:
+    """Remember that this cycle's low rate was signalled."""
+    record_low_rate_signal(engine, cluster, check, flow_run_id)
+
+
+# --- responses and withdrawal ------------------------------------------------------------------
+
+
+@stage_task("start-progress")
+def start_progress_task(engine: Engine, settings: Settings) -> Any:
+    """Progress artifact at the respondents before the import; returns its id."""
+    return start_progress(engine, settings)
+
+
+@stage_task("import-responses")
+def import_responses_task(engine: Engine, settings: Settings, path: Path,
+                          flow_run_id: str | None) -> ImportResult:
+    """Validate and import one survey export (a file seen before changes nothing)."""
+    return import_responses(engine, settings, path, flow_run_id=flow_run_id)
+
+
+@stage_task("finish-progress")
+def finish_progress_task(artifact_id: Any, result: ImportResult) -> None:
+    """Move the progress artifact to the respondents after the import."""
+    finish_progress(artifact_id, result)
+
+
+@stage_task("publish-response-rates")
+def publish_response_rates_task(engine: Engine, settings: Settings) -> None:
+    """Table artifact: issued, responded and rate by wave and stratum."""
+    publish_response_rates(engine, settings)
+
+
+@stage_task("withdraw-household")
+def withdraw_household_task(engine: Engine, settings: Settings, token_sha256: str,
+                            flow_run_id: str | None) -> Withdrawal:
+    """Delete a household's survey data and contact details now; never contact it again."""
+    return withdraw_household(engine, settings, token_sha256, flow_run_id=flow_run_id)
+
+
+@stage_task("compact-database")
+def compact_database_task(engine: Engine) -> dict[str, Any]:
+    """Leave no trace of deleted rows in the database files (SQLite: VACUUM, truncate the WAL)."""
+    return compact_database(engine)
