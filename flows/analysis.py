@@ -7,12 +7,15 @@ from typing import Any
 
 from prefect import flow
 
+from tasks.analysis.measures import MeasureOptions
+from tasks.analysis.stats import EstimatorOptions
 from tasks.analysis.steps import (
     build_tables,
     check_output_folder,
     publish_artifacts,
     read_study_data,
     record_analysis,
+    responses_are_simulated,
     summarise,
     suppress_small_numbers,
     write_analysis,
@@ -34,9 +37,12 @@ def analyse_flow(out: str) -> dict[str, Any]:
     folder = Path(out)
     check_output_folder(folder)
     data = read_study_data(runtime.engine, runtime.cluster)
-    analysis = build_tables(data)
+    survey = runtime.settings.survey
+    analysis = build_tables(data, EstimatorOptions(survey.lonely_stratum, survey.ci),
+                            MeasureOptions.from_settings(runtime.settings))
     publication = suppress_small_numbers(analysis, runtime.settings.disclosure.threshold)
-    written = write_analysis(folder, analysis, publication, data, runtime.settings)
+    simulated = responses_are_simulated(runtime.engine, runtime.cluster)
+    written = write_analysis(folder, analysis, publication, data, runtime.settings, simulated)
     publish_artifacts(publication, written)
     record_analysis(runtime.engine, runtime.cluster, written)
     return summarise(written)

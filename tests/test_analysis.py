@@ -42,6 +42,10 @@ CLI_COLUMNS = {
     "ons4": ("measure", "respondents", "mean", "weighted_mean", "standard_error", "ci_low",
              "ci_high", "uk_mean"),
     "response_rates": ("wave", "stratum", "issued", "responded", "response_rate"),
+    "referrals_received": ("month", "episodes"),
+    "re_referrals": ("families_with_closed_episode", "re_referred_within_12_months", "percent"),
+    "length_of_support_km": ("n", "events", "censored", "median_days", "median_ci_low",
+                             "median_ci_high"),
 }
 Q = ("q1_life_satisfaction", "q2_worthwhile", "q3_happy_yesterday", "q4_anxious_yesterday",
      "q5_child_wellbeing", "q6_parenting_confidence", "q7_help_with_difficulties",
@@ -631,9 +635,10 @@ def test_publication_one_way_primary_secondary_and_percent() -> None:
                                           "self", "other"],
                        "episodes": [20, 0, 3, 9, 8], "percent": [50.0, 0.0, 7.5, 22.5, 20.0]})
     pub = publication_table(info, df, threshold=5)
-    # 3 is primary; the smallest other non-zero (8) is secondary; 0 stays published
-    assert rows_of(pub) == [("school", "20", "50.0"), ("childrens_services", "0", "0.0"),
-                            ("health_via_spa", "c", "c"), ("self", "9", "22.5"),
+    # 3 is primary; the smallest other non-zero (8) is secondary; 0 stays published;
+    # base 40 < 100: whole percentages, 9/40 = 22.5% rounded half up (issue 10)
+    assert rows_of(pub) == [("school", "20", "50"), ("childrens_services", "0", "0"),
+                            ("health_via_spa", "c", "c"), ("self", "9", "23"),
                             ("other", "c", "c")]
 
 

@@ -132,10 +132,11 @@ def test_cli_analyse_writes_everything_and_is_reproducible(
     assert f"report: {out.resolve() / 'report.html'}" in printed
 
     assert {p.name for p in out.iterdir()} == {
-        "restricted", "publication", "charts", "analysis.xlsx", "report.html", "manifest.json"}
+        "restricted", "publication", "charts", "analysis.xlsx", "report.html", "report.docx",
+        "manifest.json"}  # report.docx: issue 10
     for name in CLI_TABLES:
         assert tuple(_csv(out / "restricted" / f"{name}.csv")[0]) == CLI_COLUMNS[name]
-    assert len(list((out / "restricted").glob("*.csv"))) == len(TABLES) == 35
+    assert len(list((out / "restricted").glob("*.csv"))) == len(TABLES) == 42
     assert len(list((out / "charts").glob("*.png"))) == 6
     assert len(list((out / "charts").glob("*.svg"))) == 6
 
@@ -176,7 +177,7 @@ def test_cli_analyse_writes_everything_and_is_reproducible(
         events = conn.execute(text(
             "SELECT details FROM audit_log WHERE event = 'analysis_written'")).all()
     assert [tuple(r) for r in stored] == [(str(out.resolve()), "analysis_output")]
-    assert len(events) == 2 and json.loads(events[0][0])["tables"] == 35
+    assert len(events) == 2 and json.loads(events[0][0])["tables"] == 42
 
 
 def test_cli_refuses_a_folder_with_other_files(
@@ -216,7 +217,7 @@ def test_flow_publishes_publication_tables_and_report_location(
     out = tmp_path / "flow-out"
     with use_runtime(sqlite_runtime):
         result = analyse_flow(out=str(out))
-    assert result["survey_status"] == "no_sample" and result["tables"] == 35
+    assert result["survey_status"] == "no_sample" and result["tables"] == 42
     routes = Artifact.get("analysis-referral-routes")
     assert routes is not None and routes.type == "table"
     table = json.loads(routes.data) if isinstance(routes.data, str) else routes.data

@@ -291,7 +291,7 @@ def test_publication_one_way_counts_and_percent() -> None:
     out = publication_table(one_way(original, OneWay("n", ("percent",))), original, threshold=5)
     assert out.schema["n"] == pl.Utf8 and out.schema["percent"] == pl.Utf8
     assert out["n"].to_list() == ["c", "c", "20"]
-    assert out["percent"].to_list() == ["c", "c", "60.6"]
+    assert out["percent"].to_list() == ["c", "c", "61"]  # base 33 < 100: whole percent (issue 10)
     assert out["group"].to_list() == ["x", "y", "z"]
     assert original.equals(frame())  # input untouched
 
@@ -307,7 +307,7 @@ def test_publication_one_way_total_row() -> None:
     rule = OneWay("n", ("percent",), total=("group", "Total"))
     out = publication_table(one_way(df, rule), df, threshold=5)
     assert out["n"].to_list() == ["c", "c", "20", "33"]
-    assert out["percent"].to_list() == ["c", "c", "60.6", "100.0"]
+    assert out["percent"].to_list() == ["c", "c", "61", "100"]  # base 33: whole (issue 10)
     bad = df.with_columns(pl.Series("n", [10, 3, 20, 34]))
     with pytest.raises(ValueError, match="total row"):
         publication_table(one_way(bad, rule), bad, threshold=5)

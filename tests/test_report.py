@@ -21,6 +21,7 @@ from test_analysis import base_study, survey_study
 
 from tasks.analysis.charts import OKABE_ITO, draw_charts
 from tasks.analysis.folder import check_output_dir
+from tasks.analysis.labels import label
 from tasks.analysis.manifest import ReportContext, make_context, settings_digest
 from tasks.analysis.outputs import write_outputs
 from tasks.analysis.publication import publication_tables
@@ -147,26 +148,28 @@ def test_replacing_an_earlier_run_and_failing_midway(analysed, tmp_path: Path,
 
 
 def test_workbook_sheets_banners_and_readme(analysed, tmp_path: Path) -> None:
+    # issue 10: the workbook follows the Analysis Function's spreadsheet guidance (Cover,
+    # Contents, Notes, one publication table per sheet, [c] and [z]); it replaces the README
+    # and the restricted/pub_ sheet pairs, whose exact figures stay in restricted/*.csv.
     analysis, publication, context = analysed
     write_outputs(tmp_path / "run", analysis, publication, context)
     book = fastexcel.read_excel(tmp_path / "run" / "analysis.xlsx")
     names = book.sheet_names
-    assert names[0] == "README" and len(names) == 1 + 2 * len(TABLES)
+    assert names[:3] == ["Cover", "Contents", "Notes"] and len(names) == 3 + len(TABLES)
     assert all(len(n) <= 31 for n in names) and len(set(names)) == len(names)
     for info in TABLES:
-        assert info.sheet in names and f"pub_{info.sheet}" in names
-    pub = book.load_sheet("pub_ons4", header_row=None).to_polars()
-    assert pub.row(0)[0].startswith("PUBLICATION")
-    assert pub.row(2) == TABLES_BY_NAME["ons4"].columns
-    assert pub.row(3)[:2] == ("q1_life_satisfaction", "c")
-    exact = book.load_sheet("ons4", header_row=None).to_polars()
-    assert exact.row(0)[0].startswith("RESTRICTED")
-    assert float(exact.row(3)[3]) == 5.875
-    readme = book.load_sheet("README", header_row=None).to_polars()
-    text = " ".join(str(v) for row in readme.iter_rows() for v in row if v is not None)
+        assert info.sheet in names
+    pub = book.load_sheet("ons4", header_row=None).to_polars()
+    assert pub.row(0)[0] == TABLES_BY_NAME["ons4"].title
+    assert pub.row(2) == tuple(label(c) for c in TABLES_BY_NAME["ons4"].columns)
+    assert pub.row(3)[:2] == (label("q1_life_satisfaction"), "[c]")  # 4 respondents
+    notes = book.load_sheet("Notes", header_row=None).to_polars()
+    text = " ".join(str(v) for row in notes.iter_rows() for v in row if v is not None)
+    assert "[c]" in text and "[z]" in text and "type 7" in text
+    contents = book.load_sheet("Contents", header_row=None).to_polars()
+    text = " ".join(str(v) for row in contents.iter_rows() for v in row if v is not None)
     for info in TABLES:
-        assert info.name in text
-    assert "type 7" in text and "pub_" in text
+        assert info.title in text
 
 
 def test_charts_use_publication_figures_only(analysed) -> None:
@@ -175,8 +178,9 @@ def test_charts_use_publication_figures_only(analysed) -> None:
     assert set(charts) == {"referral_routes", "presenting_issues", "closure_outcomes",
                            "length_of_support", "ons4", "response_rates"}
     # 13 in-window episodes: school 6 is shown; health_via_spa 1 is hidden ("c")
-    assert "school 6" in charts["referral_routes"].alt
-    assert "health via spa c" in charts["referral_routes"].alt
+    assert f"{label('school')} 6" in charts["referral_routes"].alt
+    # plain-language labels from the one code -> label mapping (issue 10)
+    assert f"{label('health_via_spa')} c" in charts["referral_routes"].alt
     assert charts["referral_routes"].caption.startswith("n=13 in-window episodes")
     assert "n=c closed episodes" in charts["closure_outcomes"].caption  # 4 closed: hidden
     # 4 respondents: no weighted mean is published, so the chart cannot show one
@@ -258,6 +262,16 @@ def test_report_renders_offline_in_chromium(analysed, tmp_path: Path) -> None:
                 "img", "els => els.map(e => [e.complete, e.naturalWidth, e.naturalHeight, e.alt])")
             title = page.title()
             tables = page.eval_on_selector_all("table", "els => els.length")
+            # screenshots for a reader of the test run (issue 10): first page, one research
+            # question's section, the ONS4 bands chart
+            shots = tmp_path / "screenshots"
+            shots.mkdir()
+            page.set_viewport_size({"width": 1280, "height": 1600})
+            page.screenshot(path=str(shots / "first-page.png"))
+            page.locator("#rq-1b").screenshot(path=str(shots / "rq-1b.png"))
+            bands = "#chart-ons4_bands" if page.locator("#chart-ons4_bands").count() else \
+                "#chart-ons4"
+            page.locator(bands).screenshot(path=str(shots / "bands-chart.png"))
         finally:
             browser.close()
     assert title == "Cluster evaluation: analysis report"
@@ -266,3 +280,7 @@ def test_report_renders_offline_in_chromium(analysed, tmp_path: Path) -> None:
         assert complete and width > 0 and height > 0 and alt
     assert tables == len(TABLES)
     assert [u for u in requests if not u.startswith(("file:", "data:"))] == []
+    for name in ("first-page.png", "rq-1b.png", "bands-chart.png"):
+        shot = (tmp_path / "screenshots" / name).read_bytes()
+        assert len(shot) > 1000 and shot.startswith(b"\x89PNG\r\n\x1a\n"), name
+

@@ -17,6 +17,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
+from tasks.analysis import labels  # noqa: E402
 from tasks.analysis.disclosure import SUPPRESSED  # noqa: E402
 from tasks.analysis.publication import survey_minimum  # noqa: E402
 from tasks.analysis.registry import ALL  # noqa: E402
@@ -26,9 +27,24 @@ OKABE_ITO = ("#000000", "#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "
              "#CC79A7")
 BAR = "#0072B2"
 UK = "#000000"
-#: ONS threshold bands from worst to best (anxiety's very_low is its best band).
-BAND_COLOURS = {"very_low": OKABE_ITO[3], "low": OKABE_ITO[6], "medium": OKABE_ITO[1],
-                "high": OKABE_ITO[2], "very_high": OKABE_ITO[5]}
+#: How good each ONS threshold band is, worst (0) to best (3). A low score is bad for life
+#: satisfaction, worthwhile and happiness, and good for anxiety (a low anxiety score).
+BAND_QUALITY: dict[str, dict[str, int]] = {
+    "positive": {"low": 0, "medium": 1, "high": 2, "very_high": 3},
+    "anxiety": {"high": 0, "medium": 1, "low": 2, "very_low": 3},
+}
+ANXIETY = "q4_anxious_yesterday"
+#: Okabe-Ito colours per quality, worst to best: vermillion, orange, sky blue, blue.
+QUALITY_COLOURS = (OKABE_ITO[6], OKABE_ITO[1], OKABE_ITO[2], OKABE_ITO[5])
+#: The legend's words per quality, naming the bands of both kinds of measure.
+QUALITY_LABELS = (
+    "worst: low (0-4); anxiety high (6-10)",
+    "poorer: medium (5-6); anxiety medium (4-5)",
+    "better: high (7-8); anxiety low (2-3)",
+    "best: very high (9-10); anxiety very low (0-1)",
+)
+SUPPRESSED_COLOUR = "#BBBBBB"
+SUPPRESSED_HATCH = "///"
 
 
 def _number(text: str | None) -> float | None:
@@ -44,8 +60,8 @@ def _shown(text: str | None) -> str:
 
 
 def label(code: str) -> str:
-    """A code as words: ``health_via_spa`` -> ``health via spa``."""
-    return code.replace("_", " ")
+    """A code as words, from the one code -> label mapping (``tasks.analysis.labels``)."""
+    return labels.label(code)
 
 
 @dataclass(frozen=True)
@@ -147,15 +163,15 @@ def length_of_support_chart(pub: Mapping[str, pl.DataFrame]) -> Chart:
 
 
 #: How the report names the ONS4 measures.
-MEASURE_LABELS = {"q1_life_satisfaction": "life satisfaction", "q2_worthwhile": "worthwhile",
-                  "q3_happy_yesterday": "happiness", "q4_anxious_yesterday": "anxiety"}
+MEASURE_LABELS = {m: labels.label(m) for m in ("q1_life_satisfaction", "q2_worthwhile",
+                                                "q3_happy_yesterday", "q4_anxious_yesterday")}
 
 
 def ons4_chart(pub: Mapping[str, pl.DataFrame]) -> Chart:
     """ONS4: weighted means with 95% CI against the UK means, and the threshold bands."""
     ons4, bands = pub["ons4"], pub["ons4_bands"]
-    fig = Figure(figsize=(10.0, 5.4), dpi=100, layout="constrained")
-    grid = fig.add_gridspec(2, 2, width_ratios=[1, 1.25], height_ratios=[1, 0.14])
+    fig = Figure(figsize=(10.0, 6.0), dpi=100, layout="constrained")
+    grid = fig.add_gridspec(2, 2, width_ratios=[1, 1.25], height_ratios=[1, 0.26])
     left, right = fig.add_subplot(grid[0, 0]), fig.add_subplot(grid[0, 1])
     key = fig.add_subplot(grid[1, :])
     key.axis("off")
@@ -203,24 +219,70 @@ def _ons4_means(ax: Any, ons4: pl.DataFrame, ys: Sequence[int], names: Sequence[
     return alt_parts
 
 
+@dataclass(frozen=True)
+class BandSegment:
+    """One segment of a measure's stacked bar: a band (or the suppressed bands together)."""
+
+    band: str  # a band code, or SUPPRESSED for the suppressed bands together
+    start: float
+    width: float
+    colour: str
+    quality: int | None  # 0 worst .. 3 best; None for the suppressed segment
+
+    @property
+    def suppressed(self) -> bool:
+        """True for the segment standing for the suppressed bands."""
+        return self.band == SUPPRESSED
+
+
+def band_quality(measure: str, band: str) -> int:
+    """How good a band is for this measure, 0 (worst) to 3 (best)."""
+    return BAND_QUALITY["anxiety" if measure == ANXIETY else "positive"][band]
+
+
+def ons4_band_segments(bands: pl.DataFrame, measure: str) -> list[BandSegment]:
+    """The published bands of one measure as bar segments, worst band first.
+
+    Each published band is a segment of its percent, coloured by how good the band is for the
+    measure. Suppressed bands ("c") are one grey segment at the end, 100 minus the published
+    percentages, so the bar reaches 100. No segments when nothing is published (no base).
+    """
+    rows = bands.filter(pl.col("measure") == measure).iter_rows(named=True)
+    published: list[tuple[int, str, float]] = []
+    any_suppressed = False
+    for row in rows:
+        if row["percent"] == SUPPRESSED:
+            any_suppressed = True
+        elif (share := _number(row["percent"])) is not None:
+            published.append((band_quality(measure, row["band"]), row["band"], share))
+    segments: list[BandSegment] = []
+    start = 0.0
+    for quality, band, share in sorted(published):
+        segments.append(BandSegment(band, start, share, QUALITY_COLOURS[quality], quality))
+        start += share
+    if any_suppressed:
+        segments.append(BandSegment(SUPPRESSED, start, max(0.0, 100.0 - start),
+                                    SUPPRESSED_COLOUR, None))
+    return segments
+
+
 def _ons4_bands(ax: Any, bands: pl.DataFrame, measures: Sequence[str], ys: Sequence[int],
                 names: Sequence[str]) -> None:
-    """Stacked bars of the published threshold bands, one row per measure."""
+    """Stacked bars of the published threshold bands, one row per measure, worst band left."""
     shown_bands = False
     for y, measure in zip(ys, measures, strict=True):
-        start = 0.0
-        for row in bands.filter(pl.col("measure") == measure).iter_rows(named=True):
-            share = _number(row["percent"])
-            if share is None:
-                continue
-            shown_bands = shown_bands or share > 0
-            ax.barh([y], [share], left=[start], color=BAND_COLOURS.get(row["band"], BAR),
-                    edgecolor="white")
-            start += share
+        for seg in ons4_band_segments(bands, measure):
+            shown_bands = shown_bands or not seg.suppressed
+            ax.barh([y], [seg.width], left=[seg.start], color=seg.colour, edgecolor="white",
+                    hatch=SUPPRESSED_HATCH if seg.suppressed else None)
+            if seg.width >= 8:
+                text = SUPPRESSED if seg.suppressed else f"{seg.width:g}%"
+                ax.text(seg.start + seg.width / 2, y, text, ha="center", va="center",
+                        fontsize=8, color="#000000" if seg.quality != 3 else "#FFFFFF")
     ax.set_yticks(ys, names)
     ax.set_ylim(-0.6, len(ys) - 0.4)
     ax.set_xlim(0, 100)
-    ax.set_xlabel("percent of respondents (suppressed bands left out)")
+    ax.set_xlabel("percent of respondents (worst band left; c: suppressed)")
     ax.set_title("ONS thresholds")
     if not shown_bands:
         ax.text(50, (len(ys) - 1) / 2, "no band figures can be published", ha="center",
@@ -228,14 +290,19 @@ def _ons4_bands(ax: Any, bands: pl.DataFrame, measures: Sequence[str], ys: Seque
 
 
 def _ons4_key(ax: Any) -> None:
-    """The legend of both panels, below them."""
+    """The legend of both panels, below them: bands by good/bad, anxiety's reversed."""
     handles = [
         Line2D([], [], marker="o", color=BAR, linestyle="none",
                label="this study (weighted mean, 95% CI)"),
         Line2D([], [], marker="D", color=UK, linestyle="none", label="UK, year ending March 2022"),
-        *(Patch(color=colour, label=label(band)) for band, colour in BAND_COLOURS.items()),
+        *(Patch(color=colour, label=text)
+          for colour, text in zip(QUALITY_COLOURS, QUALITY_LABELS, strict=True)),
+        Patch(facecolor=SUPPRESSED_COLOUR, hatch=SUPPRESSED_HATCH, edgecolor="white",
+              label="suppressed bands (c)"),
     ]
-    ax.legend(handles=handles, loc="center", ncol=4, fontsize=8, frameon=False)
+    ax.legend(handles=handles, loc="center", ncol=3, fontsize=8, frameon=False,
+              title="Bands: for anxiety a low score is good, for the other measures a low "
+                    "score is bad", title_fontsize=8)
 
 
 def response_rates_chart(pub: Mapping[str, pl.DataFrame]) -> Chart:

@@ -9,6 +9,9 @@ with its margins is a network flow (grand total -> row totals -> cells -> column
 grand total), and a hidden entry can be worked out exactly when no cycle of hidden entries
 lets it move by one unit while every entry stays a non-negative integer and every published
 entry keeps its value. See :func:`suppress_two_way`.
+
+These rules see one table at a time; tables that share a population are protected together
+afterwards by ``tasks.analysis.linked`` (``registry.LINKED_SETS``).
 """
 
 from __future__ import annotations

@@ -13,10 +13,12 @@ from tasks.core.errors import UserFacingError
 GENERATOR = "cluster-eval analyse"
 MANIFEST = "manifest.json"
 REPORT = "report.html"
+REPORT_DOCX = "report.docx"
 WORKBOOK = "analysis.xlsx"
 RESTRICTED, PUBLICATION, CHARTS = "restricted", "publication", "charts"
 #: Everything ``analyse`` writes at the top of its output folder.
-OUTPUT_ENTRIES = frozenset({RESTRICTED, PUBLICATION, CHARTS, WORKBOOK, REPORT, MANIFEST})
+OUTPUT_ENTRIES = frozenset({RESTRICTED, PUBLICATION, CHARTS, WORKBOOK, REPORT, REPORT_DOCX,
+                            MANIFEST})
 
 
 def _is_previous_run(out: Path) -> bool:

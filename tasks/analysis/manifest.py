@@ -7,7 +7,7 @@ import json
 import shutil
 import subprocess
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -61,16 +61,21 @@ class ReportContext:
     code: Mapping[str, str | None]
     extracts: Sequence[Mapping[str, Any]] = ()
     waves: Sequence[Mapping[str, Any]] = ()
+    #: survey responses were imported from a demo's SIMULATED-... file (the report says so)
+    simulated_responses: bool = False
+    #: the cross-table disclosure audit of the publication tables (publication.disclosure_audit)
+    disclosure_audit: Mapping[str, Any] = field(default_factory=dict)
 
 
 def make_context(settings: Settings, extracts: pl.DataFrame, waves: pl.DataFrame,
-                 generated_at: datetime) -> ReportContext:
+                 generated_at: datetime, simulated_responses: bool = False) -> ReportContext:
     """The report context from settings and the extract and wave lists."""
     return ReportContext(
         cluster=settings.study.cluster, window_start=settings.study.window_start,
         window_end=settings.study.window_end, threshold=settings.disclosure.threshold,
         generated_at=generated_at, settings_sha256=settings_digest(settings), code=code_version(),
         extracts=extracts.to_dicts(), waves=waves.to_dicts(),
+        simulated_responses=simulated_responses,
     )
 
 
@@ -91,8 +96,11 @@ def build_manifest(root: Path, analysis: Analysis, context: ReportContext) -> di
         "study_window": {"start": context.window_start.isoformat(),
                          "end": context.window_end.isoformat()},
         "disclosure_threshold": context.threshold,
+        "disclosure_audit": dict(context.disclosure_audit),
         "survey_minimum_respondents": survey_minimum(context.threshold),
         "survey_status": analysis.survey_status,
+        "survey_estimator": analysis.estimator.as_dict(),
+        "simulated_responses": context.simulated_responses,
         "notes": list(analysis.notes),
         "single_respondent_strata": {m: list(s) for m, s in
                                      analysis.single_respondent_strata.items()},

@@ -1,4 +1,4 @@
-"""The analysis on disk: CSV tables, charts, Excel workbook, HTML report and manifest.
+"""The analysis on disk: CSV tables, charts, Excel workbook, HTML and Word reports, manifest.
 
 Plain functions, no Prefect. Everything is written to a temporary folder beside the output
 folder and renamed into place at the end, so a half-written analysis is never where a reader
@@ -21,11 +21,13 @@ import polars as pl
 from sqlalchemy import Connection
 
 from tasks.analysis.charts import draw_charts, save_chart
+from tasks.analysis.docx_report import write_docx
 from tasks.analysis.folder import (
     CHARTS,
     MANIFEST,
     PUBLICATION,
     REPORT,
+    REPORT_DOCX,
     RESTRICTED,
     WORKBOOK,
     check_output_dir,
@@ -87,6 +89,7 @@ def write_outputs(out: Path, analysis: Analysis, publication: Mapping[str, pl.Da
         write_workbook(staged / WORKBOOK, analysis, publication, context)
         (staged / REPORT).write_text(render_report(analysis, publication, charts, pngs, context),
                                      encoding="utf-8")
+        write_docx(staged / REPORT_DOCX, analysis, publication, charts, pngs, context)
         manifest = build_manifest(staged, analysis, context)
         (staged / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n",
                                        encoding="utf-8")

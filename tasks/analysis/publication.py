@@ -3,17 +3,23 @@
 Each table is suppressed by its rules in ``tasks.analysis.registry.TABLES``: one-way counts by
 ``tasks.analysis.disclosure.suppress_one_way`` (linked percentages and statistics hidden with
 their count), cross-tabs by ``suppress_two_way``, survey figures below the survey minimum.
+Tables that share a population (``registry.LINKED_SETS``) are then protected together by
+``tasks.analysis.linked`` (a linear-programme audit per suppressed count and per cell of the
+set's latent cross-tab); ``disclosure_audit`` re-audits the tables as published for the
+manifest.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from fractions import Fraction
 from typing import Any
 
 import polars as pl
 
 from tasks.analysis.disclosure import SUPPRESSED, suppress_one_way, suppress_two_way
+from tasks.analysis.linked import Masks, audit_set, protect_linked, set_counts
 from tasks.analysis.registry import TABLES_BY_NAME, CrossTab, MinBase, OneWay, Rule, TableInfo
 
 #: Survey means (and spreads) from fewer respondents than this are never published.
@@ -34,12 +40,72 @@ def _text(value: Any, places: int | None) -> str | None:
 
 
 def format_table(info: TableInfo, df: pl.DataFrame) -> pl.DataFrame:
-    """Every column as text: floats with the table's fixed decimals, null stays null."""
+    """Every column as text: floats with the table's fixed decimals, null stays null.
+
+    Percentages of a base under 100 are whole numbers (:func:`whole_percents`).
+    """
+    whole = whole_percents(info, df)
     return pl.DataFrame(
-        {col: [_text(v, info.decimals.get(col)) if df.schema[col] != pl.String else v
-               for v in df[col].to_list()] for col in df.columns},
+        {col: [whole[col][i] if i in whole.get(col, {})
+               else _text(v, info.decimals.get(col)) if df.schema[col] != pl.String else v
+               for i, v in enumerate(df[col].to_list())] for col in df.columns},
         schema={col: pl.String for col in df.columns},
     )
+
+
+#: Percentages of a base below this are published as whole numbers, one decimal otherwise.
+WHOLE_PERCENT_BELOW = 100
+
+
+def _small_base(pairs: Sequence[tuple[Any, Any]]) -> int | None:
+    """The group's base if it is under 100, recovered from its (count, percent) pairs.
+
+    Tables do not all hold their base (multiple counting, answered-only bases), so it is the
+    base 1..99 that gives every percent to within 0.05 (one decimal): the sum of the counts
+    when that fits, else the smallest that fits; None when none does (a base of 100 or more).
+    Only a group whose counts are all under 5 can fit a base under 100 when its own is 100 to
+    125; it is then shown whole, the side that claims less precision.
+    """
+    known = [(c, p) for c, p in pairs if c is not None and p is not None and not math.isnan(p)]
+    if not known:
+        return None
+    low = max(1, *(c for c, _ in known))
+    fits = [base for base in range(low, WHOLE_PERCENT_BELOW)
+            if all(abs(100 * c / base - p) <= 0.05 + 1e-9 for c, p in known)]
+    total = sum(c for c, _ in known)
+    return total if total in fits else (fits[0] if fits else None)
+
+
+def whole_percents(info: TableInfo, df: pl.DataFrame) -> dict[str, dict[int, str]]:
+    """Whole-percent text of percentage cells whose group's base is under 100, by column and row.
+
+    Percentage columns are ``percent`` and ``*_percent`` linked to a one-way count rule; the
+    whole percent is ``100 * count / base`` rounded half up, computed exactly (not by
+    rounding the one-decimal figure again).
+    """
+    out: dict[str, dict[int, str]] = {}
+    for rule in info.rules:
+        if not isinstance(rule, OneWay) or rule.column not in df.columns:
+            continue
+        for col in rule.linked:
+            if col in out or col not in df.columns or not (
+                    col == "percent" or col.endswith("_percent")):
+                continue
+            out[col] = {}
+            for group in _groups(df, rule.group_by):
+                out[col].update(_whole_group(rule, df, col, group))
+    return out
+
+
+def _whole_group(rule: OneWay, df: pl.DataFrame, col: str, group: Sequence[int]) -> dict[int, str]:
+    """Whole-percent text of one group's cells of ``col``; none when its base is 100 or more."""
+    counts, shares = df[rule.column].to_list(), df[col].to_list()
+    total_at = _total_row(rule, df, group)
+    base = _small_base([(counts[i], shares[i]) for i in group if i != total_at])
+    if base is None:
+        return {}
+    return {i: str(math.floor(Fraction(100 * counts[i], base) + Fraction(1, 2)))
+            for i in group if counts[i] is not None and _text(shares[i], 1) is not None}
 
 
 def _groups(df: pl.DataFrame, keys: Sequence[str]) -> list[list[int]]:
@@ -160,9 +226,11 @@ def _min_base_cells(rule: MinBase, df: pl.DataFrame, threshold: int) -> list[Cel
             if base and base < minimum for col in rule.hides]
 
 
-def publication_table(info: TableInfo, df: pl.DataFrame, threshold: int) -> pl.DataFrame:
-    """The table as published: text, with suppressed cells shown as "c"."""
-    mask = suppression_mask(info, df, threshold)
+def publication_table(info: TableInfo, df: pl.DataFrame, threshold: int,
+                      mask: Mapping[str, list[bool]] | None = None) -> pl.DataFrame:
+    """The table as published: text, with suppressed cells shown as "c" (``mask`` if given)."""
+    if mask is None:
+        mask = suppression_mask(info, df, threshold)
     text = format_table(info, df)
     return pl.DataFrame(
         {col: [SUPPRESSED if hidden else value
@@ -174,7 +242,36 @@ def publication_table(info: TableInfo, df: pl.DataFrame, threshold: int) -> pl.D
 
 def publication_tables(tables: Mapping[str, pl.DataFrame],
                        threshold: int) -> dict[str, pl.DataFrame]:
-    """Every restricted table with small-number suppression applied (same names and columns)."""
-    return {name: publication_table(TABLES_BY_NAME[name], df, threshold)
+    """Every restricted table with small-number suppression applied (same names and columns).
+
+    Within-table suppression first; then the linked sets of ``registry.LINKED_SETS`` are
+    protected together by ``tasks.analysis.linked.protect_linked``.
+    """
+    masks: Masks = {name: suppression_mask(TABLES_BY_NAME[name], df, threshold)
+                    for name, df in tables.items()}
+    masks, _ = protect_linked(tables, masks, threshold)
+    return {name: publication_table(TABLES_BY_NAME[name], df, threshold, masks[name])
             for name, df in tables.items()}
+
+
+def disclosure_audit(tables: Mapping[str, pl.DataFrame],
+                     publication: Mapping[str, pl.DataFrame], threshold: int) -> dict[str, Any]:
+    """The audit of the tables as published ("c" read back), for the manifest.
+
+    Per linked set: its tables, quantities checked, disclosed quantities (none when it passes)
+    and the counts hidden beyond within-table suppression (cross-table protection).
+    """
+    masks: Masks = {name: {col: [v == SUPPRESSED for v in df[col].to_list()]
+                           for col in df.columns} for name, df in publication.items()}
+    sets = []
+    for model in set_counts(tables):
+        result = audit_set(model, masks, threshold).as_dict()
+        own = {t: suppression_mask(TABLES_BY_NAME[t], tables[t], threshold)
+               for t in result["tables"]}
+        result["cells_added"] = [f"{c.table}.{c.column}[{c.row}]" for c in model.counts
+                                 if masks[c.table][c.column][c.row]
+                                 and not own[c.table][c.column][c.row]]
+        sets.append(result)
+    return {"threshold": threshold, "method": "linear programme per quantity (scipy HiGHS)",
+            "sets": sets, "pass": all(s["pass"] for s in sets)}
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from schemas.codes import SERVICES
+from schemas.codes import CLOSURE_OUTCOME, ONWARD_REFERRAL, REFERRAL_ROUTE, SERVICES
 
 NOT_RECORDED = "not_recorded"
 ALL = "all"
@@ -73,6 +73,7 @@ _PCT = {"percent": 1}
 _DAYS = {"mean_days": 1, "median_days": 1, "q1_days": 1, "q3_days": 1}
 _ONS4_FIGURES = ("mean", "weighted_mean", "standard_error", "ci_low", "ci_high")
 _SCALING_FIGURES = ("mean", "median", "q1", "q3")
+_KM_MEDIANS = ("median_days", "median_ci_low", "median_ci_high")
 
 
 def _count_table(name: str, sheet: str, section: str, title: str, description: str,
@@ -96,6 +97,11 @@ TABLES: tuple[TableInfo, ...] = (
               ("families", "children", "episodes", "closed_episodes"),
               rules=(OneWay("families"), OneWay("children"), OneWay("episodes"),
                      OneWay("closed_episodes"))),
+    TableInfo("referrals_received", "referrals_received", "administrative",
+              "Referrals received by month",
+              "In-window episodes whose referral date falls in the study window, by month of "
+              "referral (every month of the window a row), as opposed to the caseload open in it.",
+              ("month", "episodes"), rules=(OneWay("episodes"),)),
     _count_table("referral_routes", "referral_routes", "administrative", "Referral routes",
                  "In-window episodes by referral route; percent of in-window episodes.",
                  "referral_route", "episodes"),
@@ -121,9 +127,26 @@ TABLES: tuple[TableInfo, ...] = (
                  "domestic abuse or other services; no_onward_referral = neither. Percent of "
                  "closed episodes (rows can overlap).",
                  "referral", "episodes"),
+    TableInfo("re_referrals", "re_referrals", "closure", "Re-referrals within 12 months",
+              "Study-population families with an in-window episode that closed, and those with "
+              "another episode (in or out of the window) referred after that closure and at most "
+              "365 days after it; percent of those families.",
+              ("families_with_closed_episode", "re_referred_within_12_months", "percent"), _PCT,
+              (OneWay("families_with_closed_episode"),
+               OneWay("re_referred_within_12_months", ("percent",)))),
     TableInfo("length_of_support", "length_of_support", "support", "Length of support (days)",
               "closure_date - referral_date of closed in-window episodes; quartiles type 7.",
               ("n", *STATS_DAYS), _DAYS, (OneWay("n", STATS_DAYS),)),
+    TableInfo("length_of_support_km", "length_km", "support",
+              "Length of support with open episodes counted (Kaplan-Meier)",
+              "Kaplan-Meier estimate of days from referral to closure over all in-window "
+              "episodes: events = closed by study.data_as_of, censored = still open (or closed "
+              "later), counted to data_as_of. Median = smallest time with survival at most 0.5 "
+              "(empty when not reached); its 95% CI is read off the log-log pointwise bands "
+              "(scipy.stats.ecdf).",
+              ("n", "events", "censored", *_KM_MEDIANS),
+              rules=(OneWay("n", _KM_MEDIANS), CrossTab("n", values=("events", "censored")),
+                     MinBase("events", _KM_MEDIANS))),
     _count_table("length_of_support_bands", "length_bands", "support",
                  "Length of support, banded",
                  "Closed in-window episodes by days from referral to closure; percent of closed "
@@ -143,6 +166,18 @@ TABLES: tuple[TableInfo, ...] = (
               "not_allocated counts those without one.",
               ("n", "not_allocated", *STATS_DAYS), _DAYS,
               (OneWay("n", STATS_DAYS), OneWay("not_allocated"))),
+    TableInfo("delivery_indicators", "delivery_indicators", "support",
+              "Delivery as intended",
+              "allocation: in-window episodes allocated within delivery.allocation_target_days "
+              "of referral, later, or not allocated; goals_recorded: in-window episodes with at "
+              "least one goal; goals_reviewed: episodes with goals having at least one reviewed "
+              "goal; specialist_returned: ended RES Team / Early Help Hub referrals returned to "
+              "the Cluster. Percent of each indicator's base.",
+              ("indicator", "result", "n", "percent"), _PCT,
+              (OneWay("n", ("percent",), ("indicator",)),)),
+    _count_table("lead_worker_roles", "lead_worker_roles", "support", "Lead worker role",
+                 "In-window episodes by the role of the lead worker; percent of in-window "
+                 "episodes.", "lead_worker_role", "episodes"),
     TableInfo("goal_score_change", "goal_score_change", "support",
               "Goal scaling-score change by goal area",
               "Goals of in-window episodes; reviewed = goals with a latest score; means and "
@@ -163,6 +198,14 @@ TABLES: tuple[TableInfo, ...] = (
               "Referrals to the RES Team or Early Help Hub for in-window episodes, by reason.",
               ("service", "reason", "referrals"),
               rules=(CrossTab("service", "reason", "referrals"),)),
+    TableInfo("specialist_closure_outcomes", "specialist_closure", "specialist",
+              "Outcomes at closure with and without a specialist referral",
+              "Closed in-window episodes by closure outcome: those with at least one RES Team or "
+              "Early Help Hub referral and those without.",
+              ("closure_outcome", "with_specialist_referral", "without_specialist_referral"),
+              rules=(CrossTab("closure_outcome",
+                              values=("with_specialist_referral",
+                                      "without_specialist_referral")),)),
     _count_table("stepped_up_issues", "stepped_up_issues", "specialist",
                  "Presenting issues of episodes stepped up to a specialist service",
                  "In-window episodes with at least one RES Team or Early Help Hub referral, by "
@@ -176,6 +219,8 @@ TABLES: tuple[TableInfo, ...] = (
                  "gender", "children"),
     _demographic("demographics_child_age_band", "demo_child_age", "Children's age at referral",
                  "age_band", "children"),
+    _demographic("demographics_child_sen_support", "demo_child_sen_support",
+                 "Children receiving SEN support", "sen_support", "children"),
     _demographic("demographics_household_size", "demo_household_size", "Household size",
                  "household_size", "families"),
     _demographic("demographics_adults_in_employment", "demo_adults_employed",
@@ -256,4 +301,98 @@ TABLES_BY_NAME: dict[str, TableInfo] = {info.name: info for info in TABLES}
 #: Restricted tables whose columns shared/spec/cli.md fixes.
 CLI_TABLES = ("population", "referral_routes", "presenting_issues", "closure_outcomes",
               "onward_referrals", "length_of_support", "specialist_referrals", "ons4",
-              "response_rates")
+              "response_rates", "referrals_received", "re_referrals", "length_of_support_km")
+
+
+# --- linked sets (disclosure control across tables) ------------------------------------------
+#: A box of latent cells: latent dimension -> the categories it takes (a missing dimension: any).
+Box = Mapping[str, tuple[str, ...]]
+
+
+@dataclass(frozen=True)
+class LinkedCounts:
+    """A count column of a table in a linked set, as sums over the set's latent cross-tab.
+
+    A row counts the latent cells matching its ``keys`` (table column -> latent dimension; the
+    row's value fixes the dimension, ``ALL`` leaves it free) and ``fixed``; or, when its key
+    value is in ``derived``, the union of those boxes. ``where`` keeps only rows whose column
+    has that value; ``by`` is the column whose value picks a ``derived`` union. ``part_of``
+    names the column this count is a subset of (for "0 of c").
+    """
+
+    table: str
+    column: str
+    keys: Mapping[str, str] = field(default_factory=dict)
+    fixed: Box = field(default_factory=dict)
+    derived: Mapping[str, tuple[Box, ...]] = field(default_factory=dict)
+    where: tuple[str, str] | None = None
+    part_of: str | None = None
+    by: str | None = None
+
+
+@dataclass(frozen=True)
+class LinkedSet:
+    """Tables on one population whose counts are sums over one latent cross-classification.
+
+    ``dims`` are the latent dimensions with their declared categories (categories seen in key
+    columns are added); ``restates`` are tables that only re-cut others and are withheld when
+    they cannot be protected without suppressing cells of the other tables.
+    """
+
+    name: str
+    dims: Mapping[str, tuple[str, ...]]
+    counts: tuple[LinkedCounts, ...]
+    restates: tuple[str, ...] = ()
+
+
+_STEPPED_UP = "stepped_up_to_social_care"
+_OTHER_SERVICES = ("camhs", "adult_mental_health", "housing_service", "domestic_abuse_service",
+                   "other")
+_RESPONDED = ("responded", "responded_withdrawn")
+LINKED_SETS: tuple[LinkedSet, ...] = (
+    LinkedSet(
+        "in_window_episodes", {"route": REFERRAL_ROUTE, "allocated": ("yes", "no")},
+        (LinkedCounts("population", "episodes"),
+         LinkedCounts("referral_routes", "episodes", {"referral_route": "route"}),
+         LinkedCounts("days_to_allocation", "n", fixed={"allocated": ("yes",)}),
+         LinkedCounts("days_to_allocation", "not_allocated", fixed={"allocated": ("no",)})),
+    ),
+    LinkedSet(
+        "closed_episodes",
+        {"outcome": (*CLOSURE_OUTCOME, NOT_RECORDED), "onward": (*ONWARD_REFERRAL, NOT_RECORDED)},
+        (LinkedCounts("population", "closed_episodes"),
+         LinkedCounts("closure_outcomes", "episodes", {"closure_outcome": "outcome"}),
+         LinkedCounts("onward_referrals", "episodes", {"onward_referral": "onward"}),
+         LinkedCounts("closure_referrals", "episodes", by="referral", derived={
+             "childrens_social_care": ({"onward": ("childrens_social_care",)},
+                                       {"outcome": (_STEPPED_UP,)}),
+             "other_services": ({"onward": _OTHER_SERVICES},),
+             "no_onward_referral": ({"onward": ("none",), "outcome": tuple(
+                 o for o in (*CLOSURE_OUTCOME, NOT_RECORDED) if o != _STEPPED_UP)},),
+         })),
+        restates=("closure_referrals",),
+    ),
+    LinkedSet(
+        "survey_response",
+        {"wave": (), "stratum": (), "route": (),
+         "status": ("not_responded", *_RESPONDED)},
+        (LinkedCounts("response_rates", "issued", {"wave": "wave", "stratum": "stratum"}),
+         LinkedCounts("response_rates", "responded", {"wave": "wave", "stratum": "stratum"},
+                      {"status": _RESPONDED}, part_of="issued"),
+         LinkedCounts("response_rates_by_route", "issued", {"wave": "wave", "route": "route"}),
+         LinkedCounts("response_rates_by_route", "responded", {"wave": "wave", "route": "route"},
+                      {"status": _RESPONDED}, part_of="issued"),
+         LinkedCounts("nonresponse_check", "issued", {"category": "stratum"},
+                      where=("characteristic", "stratum")),
+         LinkedCounts("nonresponse_check", "respondents", {"category": "stratum"},
+                      {"status": ("responded",)}, where=("characteristic", "stratum"),
+                      part_of="issued")),
+    ),
+    *(LinkedSet(f"nonresponse_{trait}", {"category": (), "status": ("not_responded", "responded")},
+                (LinkedCounts("nonresponse_check", "issued", {"category": "category"},
+                              where=("characteristic", trait)),
+                 LinkedCounts("nonresponse_check", "respondents", {"category": "category"},
+                              {"status": ("responded",)}, where=("characteristic", trait),
+                              part_of="issued")))
+      for trait in ("referral_route", "lead_carer_ethnicity", "household_size")),
+)

@@ -13,10 +13,17 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal, localcontext
 from fractions import Fraction
+from typing import Literal, get_args
+
+from scipy.stats import t as student_t
 
 __all__ = [
     "ONS4_BANDS_ANXIETY",
     "ONS4_BANDS_POSITIVE",
+    "CiMethod",
+    "LONELY_EFFECT",
+    "EstimatorOptions",
+    "LonelyStratum",
     "StratifiedEstimate",
     "band_counts",
     "mean",
@@ -42,6 +49,52 @@ ONS4_BANDS_ANXIETY: list[tuple[str, int, int]] = [
 ]
 
 _Z_95 = 1.96
+
+#: How a stratum with a single respondent enters the variance (R ``survey``'s lonely.psu).
+LonelyStratum = Literal["certainty", "adjust", "conservative"]
+#: How the 95% CI is formed from the standard error.
+CiMethod = Literal["normal", "t"]
+
+_LONELY_TEXT = {
+    "certainty": "a stratum with a single respondent adds no variance (as R survey's "
+                 'lonely.psu = "certainty")',
+    "adjust": "a stratum with a single respondent adds its squared deviation from the weighted "
+              'mean, with the finite population correction (R survey\'s lonely.psu = "adjust")',
+    "conservative": "a stratum with a single respondent adds the average variance contribution "
+                    "of the other strata (R survey's lonely.psu = \"average\")",
+}
+#: What single-respondent strata add, per option, as the end of "... add <this> the SE".
+LONELY_EFFECT = {
+    "certainty": "no variance to",
+    "adjust": "their deviation from the weighted mean (R survey's lonely.psu \"adjust\") to",
+    "conservative": "the other strata's average variance (R survey's lonely.psu \"average\") to",
+}
+_CI_TEXT = {
+    "normal": "95% CI = weighted mean -/+ 1.96 x SE (normal)",
+    "t": "95% CI = weighted mean -/+ t(0.975; n - H) x SE, with n respondents and H responding "
+         "strata (Student t)",
+}
+
+
+@dataclass(frozen=True)
+class EstimatorOptions:
+    """The survey estimator's choices (settings ``survey.lonely_stratum`` and ``survey.ci``)."""
+
+    lonely_stratum: LonelyStratum = "certainty"
+    ci: CiMethod = "normal"
+
+    def __post_init__(self) -> None:
+        if self.lonely_stratum not in get_args(LonelyStratum):
+            raise ValueError(f"lonely_stratum must be one of {get_args(LonelyStratum)}, "
+                             f"got {self.lonely_stratum!r}")
+        if self.ci not in get_args(CiMethod):
+            raise ValueError(f"ci must be one of {get_args(CiMethod)}, got {self.ci!r}")
+
+    def as_dict(self) -> dict[str, str]:
+        """The options and what they mean, for the manifest and the methods section."""
+        return {"lonely_stratum": self.lonely_stratum, "ci": self.ci,
+                "lonely_stratum_means": _LONELY_TEXT[self.lonely_stratum],
+                "ci_means": _CI_TEXT[self.ci]}
 
 
 def round_half_up(value: float, places: int = 3) -> float:
@@ -121,7 +174,8 @@ class StratifiedEstimate:
 
 
 def stratified_estimate(
-    responses: Mapping[str, Sequence[float | None]], frame_sizes: Mapping[str, int]
+    responses: Mapping[str, Sequence[float | None]], frame_sizes: Mapping[str, int],
+    options: EstimatorOptions | None = None,
 ) -> StratifiedEstimate:
     """Stratified mean, standard error and 95% CI of one measure (e.g. an ONS4 question).
 
@@ -131,12 +185,26 @@ def stratified_estimate(
 
     * ``W_h = N_h / sum(N_k over responding k)``
     * ``weighted_mean = sum(W_h * ybar_h)``
-    * ``SE = sqrt(sum(W_h**2 * (1 - r_h / N_h) * s_h**2 / r_h))`` with ``s_h**2`` the sample
-      variance (ddof=1). Strata with ``r_h == 1`` add no variance and are listed in
-      ``single_respondent_strata`` (sorted). If *every* responding stratum has
-      ``r_h == 1`` nothing can be estimated and SE and the CI are None (not 0).
-    * ``CI = weighted_mean -/+ 1.96 * SE`` (computed before rounding).
-    * ``mean`` is the plain mean of all values; ``respondents = sum(r_h)``.
+    * ``SE = sqrt(sum(V_h))`` with ``V_h = W_h**2 * (1 - r_h / N_h) * s_h**2 / r_h`` for
+      ``r_h >= 2`` (``s_h**2`` the sample variance, ddof=1). Strata with ``r_h == 1`` are
+      listed in ``single_respondent_strata`` (sorted) and enter as R ``survey``'s
+      ``svymean`` with ``fpc = N_h`` does for ``options.lonely_stratum`` (the design taken
+      per measure on the answered values):
+
+      - ``certainty`` (default, ``lonely.psu = "certainty"``): ``V_h = 0``;
+      - ``adjust`` (``"adjust"``): centred at the weighted mean instead of the stratum mean,
+        ``V_h = W_h**2 * (1 - 1/N_h) * (y_h - weighted_mean)**2``;
+      - ``conservative`` (``"average"``): ``V_h`` unknown, and the sum of the known ``V_k``
+        is scaled by ``H / H_known`` (H responding strata), i.e. each single-respondent
+        stratum gets the average contribution of the others.
+
+      A stratum with ``r_h == N_h`` (fully enumerated, also ``N_h == 1``) adds 0 and counts
+      as known. If no responding stratum has ``r_h >= 2`` (``adjust``: fewer than 2
+      respondents) nothing can be estimated and SE and the CI are None (not 0).
+    * ``CI = weighted_mean -/+ c * SE`` (computed before rounding), ``c = 1.96`` for
+      ``options.ci == "normal"`` (default), ``c = t.ppf(0.975, n - H)`` for ``"t"`` (scipy;
+      the CI is None when ``n - H < 1``).
+    * ``mean`` is the plain mean of all values; ``respondents = n = sum(r_h)``.
 
     Every float is rounded to 3 decimals by :func:`round_half_up`. No values at all gives
     ``respondents=0`` and every other field None/empty. Raises ValueError when a
@@ -156,17 +224,35 @@ def stratified_estimate(
     means: dict[str, float] = {h: math.fsum(v) / len(v) for h, v in data.items()}
     weights = {h: sizes[h] / frame_total for h in data}
     weighted = math.fsum(weights[h] * means[h] for h in data)
-    se = _standard_error(data, means, weights, sizes)
+    options = options or EstimatorOptions()
+    se = _standard_error(data, means, weights, sizes, weighted, options.lonely_stratum)
     singles = tuple(h for h, values in data.items() if len(values) == 1)
+    factor = _critical_value(options.ci, respondents - len(data))
+    half = None if se is None or factor is None else factor * se
+    low, high = (None, None) if half is None else (weighted - half, weighted + half)
     return StratifiedEstimate(
         respondents=respondents,
         mean=round_half_up(unweighted),
         weighted_mean=round_half_up(weighted),
-        standard_error=None if se is None else round_half_up(se),
-        ci_low=None if se is None else round_half_up(weighted - _Z_95 * se),
-        ci_high=None if se is None else round_half_up(weighted + _Z_95 * se),
+        standard_error=_rounded(se),
+        ci_low=_rounded(low),
+        ci_high=_rounded(high),
         single_respondent_strata=singles,
     )
+
+
+def _rounded(value: float | None) -> float | None:
+    """:func:`round_half_up` to 3 decimals, None stays None."""
+    return None if value is None else round_half_up(value)
+
+
+def _critical_value(ci: CiMethod, degrees_of_freedom: int) -> float | None:
+    """1.96 (normal), or the t quantile 0.975 on n - H degrees of freedom (None if below 1)."""
+    if ci == "normal":
+        return _Z_95
+    if degrees_of_freedom < 1:
+        return None
+    return float(student_t.ppf(0.975, degrees_of_freedom))
 
 
 def _answered_by_stratum(responses: Mapping[str, Sequence[float | None]]) -> dict[str, list[float]]:
@@ -203,17 +289,35 @@ def _responding_frame_sizes(data: Mapping[str, Sequence[float]],
     return sizes
 
 
+def _stratum_variance(values: Sequence[float], stratum_mean: float, weight: float, size: int,
+                      grand_mean: float, lonely: LonelyStratum) -> float | None:
+    """One stratum's variance term V_h; None for a single respondent under ``conservative``."""
+    r = len(values)
+    fpc = 1 - r / size
+    if r >= 2:
+        s2 = math.fsum((x - stratum_mean) ** 2 for x in values) / (r - 1)
+        return weight**2 * fpc * s2 / r
+    if r == size or lonely == "certainty":  # fully enumerated, or a certainty unit
+        return 0.0
+    if lonely == "adjust":
+        return weight**2 * fpc * (values[0] - grand_mean) ** 2
+    return None
+
+
 def _standard_error(data: Mapping[str, Sequence[float]], means: Mapping[str, float],
-                    weights: Mapping[str, float], sizes: Mapping[str, int]) -> float | None:
-    """sqrt(sum(W_h**2 * (1 - r_h/N_h) * s_h**2 / r_h)) over strata with r_h >= 2; None if none."""
-    variance_terms: list[float] = []
-    for h, values in data.items():
-        r = len(values)
-        if r < 2:
-            continue
-        s2 = math.fsum((x - means[h]) ** 2 for x in values) / (r - 1)
-        variance_terms.append(weights[h] ** 2 * (1 - r / sizes[h]) * s2 / r)
-    return math.sqrt(math.fsum(variance_terms)) if variance_terms else None
+                    weights: Mapping[str, float], sizes: Mapping[str, int], grand_mean: float,
+                    lonely: LonelyStratum) -> float | None:
+    """sqrt of the summed V_h (see :func:`stratified_estimate`); None if nothing is estimable."""
+    if lonely == "adjust":
+        estimable = sum(len(v) for v in data.values()) >= 2
+    else:
+        estimable = any(len(v) >= 2 for v in data.values())
+    if not estimable:
+        return None
+    terms = [_stratum_variance(values, means[h], weights[h], sizes[h], grand_mean, lonely)
+             for h, values in data.items()]
+    known = [v for v in terms if v is not None]
+    return math.sqrt(math.fsum(known) * len(terms) / len(known))
 
 
 def band_counts(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -14,10 +15,14 @@ from sqlalchemy import Engine
 
 from tasks.analysis.folder import check_output_dir
 from tasks.analysis.manifest import make_context
+from tasks.analysis.measures import MeasureOptions
 from tasks.analysis.outputs import WrittenOutputs, record_analysis_run, write_outputs
-from tasks.analysis.publication import publication_tables
+from tasks.analysis.publication import disclosure_audit, publication_tables
+from tasks.analysis.stats import EstimatorOptions
 from tasks.analysis.study_data import StudyData, load_study_data
 from tasks.analysis.tables import Analysis, build_analysis
+from tasks.core.db import query
+from tasks.core.errors import UserFacingError
 from tasks.core.prefect import stage_task
 from tasks.core.settings import Settings
 
@@ -40,9 +45,10 @@ def read_study_data(engine: Engine, cluster: str) -> StudyData:
 
 
 @stage_task("build-tables")
-def build_tables(data: StudyData) -> Analysis:
-    """Compute every restricted table."""
-    analysis = build_analysis(data)
+def build_tables(data: StudyData, estimator: EstimatorOptions | None = None,
+                 measures: MeasureOptions | None = None) -> Analysis:
+    """Compute every restricted table (survey estimator options from settings ``survey``)."""
+    analysis = build_analysis(data, estimator=estimator, measures=measures)
     get_run_logger().info("built %d tables; survey status %s", len(analysis.tables),
                           analysis.survey_status)
     return analysis
@@ -54,11 +60,26 @@ def suppress_small_numbers(analysis: Analysis, threshold: int) -> dict[str, pl.D
     return publication_tables(analysis.tables, threshold)
 
 
+@stage_task("check-simulated-responses")
+def responses_are_simulated(engine: Engine, cluster: str) -> bool:
+    """Whether survey responses came from a demo's SIMULATED-... file (the report says so)."""
+    with engine.connect() as conn:
+        return bool(conn.execute(query("analysis_simulated_imports"),
+                                 {"cluster": cluster}).scalar_one())
+
+
 @stage_task("write-outputs")
 def write_analysis(out: Path, analysis: Analysis, publication: dict[str, pl.DataFrame],
-                   data: StudyData, settings: Settings) -> WrittenOutputs:
+                   data: StudyData, settings: Settings, simulated: bool = False) -> WrittenOutputs:
     """Write tables, charts, workbook, report and manifest, then move them into place."""
-    context = make_context(settings, data.extracts, data.waves, datetime.now(UTC))
+    context = make_context(settings, data.extracts, data.waves, datetime.now(UTC), simulated)
+    audit = disclosure_audit(analysis.tables, publication, settings.disclosure.threshold)
+    if not audit["pass"]:
+        failed = [s["set"] for s in audit["sets"] if not s["pass"]]
+        raise UserFacingError(f"disclosure audit failed for linked set(s) {failed}: a suppressed "
+                              "figure can be worked out across tables; nothing was written, "
+                              "report this as a bug")
+    context = replace(context, disclosure_audit=audit)
     return write_outputs(out, analysis, publication, context)
 
 

@@ -1,8 +1,9 @@
 """The analysis's input: one cluster's study population and survey, read into typed polars frames.
 
 The ``analysis_*`` queries select the in-window episodes (extract-v1.md section 2), their
-families and those families' children, the survey and the extract list; every frame is then
-checked against its contract (``tasks.analysis.contracts``).
+families and those families' children (with every valid episode of those families, for
+re-referrals, and the latest date of the extract data), the survey and the extract list;
+every frame is then checked against its contract (``tasks.analysis.contracts``).
 """
 
 from __future__ import annotations
@@ -25,19 +26,25 @@ _SCHEMAS: dict[str, dict[str, Any]] = {
     },
     "analysis_children": {
         "child_pid": pl.String, "family_pid": pl.String, "gender": pl.String,
-        "ethnicity": pl.String, "age_at_referral": pl.Int64,
+        "ethnicity": pl.String, "age_at_referral": pl.Int64, "sen_support": pl.Int64,
     },
     "analysis_episodes": {
         "episode_pid": pl.String, "family_pid": pl.String, "referral_date": pl.String,
         "referral_route": pl.String, "allocation_date": pl.String, "primary_issue": pl.String,
-        "closure_date": pl.String, "closure_outcome": pl.String, "onward_referral": pl.String,
+        "lead_worker_role": pl.String, "closure_date": pl.String, "closure_outcome": pl.String,
+        "onward_referral": pl.String,
     },
     "analysis_episode_issues": {"episode_pid": pl.String, "issue": pl.String},
     "analysis_episode_services": {"episode_pid": pl.String, "service": pl.String},
     "analysis_goals": {
         "episode_pid": pl.String, "goal_number": pl.Int64, "goal_area": pl.String,
-        "baseline_score": pl.Int64, "latest_score": pl.Int64,
+        "baseline_score": pl.Int64, "latest_score": pl.Int64, "latest_review_date": pl.String,
     },
+    "analysis_family_episodes": {
+        "family_pid": pl.String, "episode_pid": pl.String, "referral_date": pl.String,
+        "closure_date": pl.String, "in_window": pl.Int64,
+    },
+    "analysis_latest_date": {"latest_date": pl.String},
     "analysis_specialist_referrals": {
         "referral_pid": pl.String, "episode_pid": pl.String, "service": pl.String,
         "reason": pl.String, "outcome": pl.String,
@@ -74,6 +81,10 @@ class StudyData:
     strata: pl.DataFrame
     survey: pl.DataFrame
     extracts: pl.DataFrame
+    #: every valid episode (in the window or not) of the study-population families
+    family_episodes: pl.DataFrame
+    #: the latest date found in the cluster's extract data (ISO), None when there is none
+    latest_date: str | None
 
 
 def _frame(conn: Connection, name: str, cluster: str) -> pl.DataFrame:
@@ -98,6 +109,12 @@ def _day(column: str) -> pl.Expr:
     return pl.col(column).str.slice(0, 10).str.to_date("%Y-%m-%d", strict=True)
 
 
+def _latest_date(conn: Connection, cluster: str) -> str | None:
+    """The latest date found in the cluster's extract data (ISO text), None when none."""
+    found = _frame(conn, "analysis_latest_date", cluster)["latest_date"].to_list()
+    return found[0] if found and found[0] is not None else None
+
+
 def load_study_data(conn: Connection, cluster: str) -> StudyData:
     """Read the in-window study population, the survey and the extract list of one cluster."""
     episodes = _frame(conn, "analysis_episodes", cluster).with_columns(
@@ -117,6 +134,8 @@ def load_study_data(conn: Connection, cluster: str) -> StudyData:
         strata=_frame(conn, "analysis_wave_strata", cluster),
         survey=_frame(conn, "analysis_survey", cluster),
         extracts=_frame(conn, "analysis_extracts", cluster),
+        family_episodes=_frame(conn, "analysis_family_episodes", cluster),
+        latest_date=_latest_date(conn, cluster),
     )
     validate_study_data(data)
     return data

@@ -24,6 +24,7 @@ from tasks.analysis.registry import ALL, NOT_RECORDED
 from tasks.analysis.stats import (
     ONS4_BANDS_ANXIETY,
     ONS4_BANDS_POSITIVE,
+    EstimatorOptions,
     band_counts,
     mean,
     percent,
@@ -181,8 +182,13 @@ class Ons4Result:
 
 
 def ons4_tables(survey: pl.DataFrame, strata: pl.DataFrame, waves: pl.DataFrame,
-                reference: Mapping[str, float]) -> Ons4Result:
-    """Unweighted and design-weighted ONS4 means with SE and CI, per-stratum detail, bands."""
+                reference: Mapping[str, float],
+                options: EstimatorOptions | None = None) -> Ons4Result:
+    """Unweighted and design-weighted ONS4 means with SE and CI, per-stratum detail, bands.
+
+    ``options`` are the estimator's choices (settings ``survey.lonely_stratum`` and
+    ``survey.ci``; default certainty and normal), see ``stats.stratified_estimate``.
+    """
     respondents = respondent_rows(survey)
     sizes = frame_sizes(strata)
     names = _stratum_order(set(sizes) | set(respondents["stratum"]), _stratify_by(waves))
@@ -192,7 +198,7 @@ def ons4_tables(survey: pl.DataFrame, strata: pl.DataFrame, waves: pl.DataFrame,
         by_stratum = {s: respondents.filter(pl.col("stratum") == s)[measure].to_list()
                       for s in names}
         try:
-            est = stratified_estimate(by_stratum, sizes)
+            est = stratified_estimate(by_stratum, sizes, options)
         except ValueError as exc:
             raise UserFacingError(f"survey weights for {measure}: {exc}") from None
         singles[measure] = est.single_respondent_strata

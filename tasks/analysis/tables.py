@@ -2,7 +2,9 @@
 
 Plain functions, no Prefect, no files. ``tasks.analysis.study_data.load_study_data`` reads one
 cluster; ``build_analysis`` turns the frames into the restricted tables (exact figures), built in
-``tasks.analysis.case_tables`` and ``tasks.analysis.survey_tables`` and listed in
+``tasks.analysis.case_tables``, ``tasks.analysis.survey_tables`` and
+``tasks.analysis.measures`` (referrals received, re-referrals, Kaplan-Meier length of support,
+delivery indicators; options from settings ``study`` and ``delivery``) and listed in
 ``tasks.analysis.registry.TABLES``; ``tasks.analysis.publication`` formats them with fixed
 decimals and applies small-number suppression.
 
@@ -12,6 +14,7 @@ Conventions (the report's methods section says the same):
   those families' children; closure, onward-referral and length-of-support tables use the
   closed in-window episodes;
 * percentages: ``tasks.analysis.stats.percent`` of the table's own base, one decimal, halves up;
+  published as whole numbers where the base is under 100 (``publication.whole_percents``);
 * medians and quartiles: Hyndman-Fan type 7 (``tasks.analysis.stats.quartiles``, Excel QUARTILE.INC);
 * every code of a table's code list is a row, 0 when none; ``not_recorded`` counts missing
   values (always shown in the demographics tables, only when non-zero elsewhere);
@@ -21,7 +24,7 @@ Conventions (the report's methods section says the same):
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import polars as pl
 
@@ -44,7 +47,9 @@ from tasks.analysis.case_tables import (
     specialist_referrals_table,
     stepped_up_issues_table,
 )
+from tasks.analysis.measures import MeasureOptions, measure_tables, resolve_data_as_of
 from tasks.analysis.registry import TABLES
+from tasks.analysis.stats import LONELY_EFFECT, EstimatorOptions
 from tasks.analysis.study_data import StudyData
 from tasks.analysis.survey_tables import (
     negative_effects_table,
@@ -68,6 +73,9 @@ class Analysis:
     respondents: int
     single_respondent_strata: dict[str, tuple[str, ...]]
     notes: tuple[str, ...]
+    estimator: EstimatorOptions = EstimatorOptions()
+    #: window, delivery target and data_as_of (resolved: configured or the latest extract date)
+    measures: MeasureOptions = MeasureOptions()
 
     @property
     def survey_status(self) -> str:
@@ -77,25 +85,34 @@ class Analysis:
         return "responses" if self.respondents else "no_responses"
 
 
-def build_analysis(data: StudyData, reference: Mapping[str, float] | None = None) -> Analysis:
+def build_analysis(data: StudyData, reference: Mapping[str, float] | None = None,
+                   estimator: EstimatorOptions | None = None,
+                   measures: MeasureOptions | None = None) -> Analysis:
     """Every restricted table from the study data; UserFacingError when there is no population."""
     if data.episodes.height == 0:
         raise UserFacingError(
             "the study population is empty: no in-window episodes for this cluster; ingest an "
             "extract first (cluster-eval ingest FILE) or check study.window_start/window_end"
         )
-    tables, singles = _restricted_tables(data, reference or ons4_reference())
+    estimator = estimator or EstimatorOptions()
+    measures = measures or MeasureOptions()
+    measures = replace(measures, data_as_of=resolve_data_as_of(measures.data_as_of,
+                                                               data.latest_date))
+    tables, singles = _restricted_tables(data, reference or ons4_reference(), estimator, measures)
     issued = data.survey.height
     respondents = respondent_rows(data.survey).height
-    notes = _notes(issued, respondents, int(data.episodes["closed"].sum()), singles)
-    return Analysis(tables, issued, respondents, singles, notes)
+    notes = _notes(issued, respondents, int(data.episodes["closed"].sum()), singles,
+                   estimator.lonely_stratum)
+    return Analysis(tables, issued, respondents, singles, notes, estimator, measures)
 
 
-def _restricted_tables(data: StudyData, reference: Mapping[str, float]
+def _restricted_tables(data: StudyData, reference: Mapping[str, float],
+                       estimator: EstimatorOptions | None = None,
+                       measures: MeasureOptions | None = None
                        ) -> tuple[dict[str, pl.DataFrame], dict[str, tuple[str, ...]]]:
     """Every restricted table in ``TABLES`` order (columns checked) and the single-respondent strata."""
     ep = data.episodes
-    ons4 = ons4_tables(data.survey, data.strata, data.waves, reference)
+    ons4 = ons4_tables(data.survey, data.strata, data.waves, reference, estimator)
     scaling, scaling_bands = scaling_tables(data.survey)
     tables: dict[str, pl.DataFrame] = {
         "population": population_table(data),
@@ -124,6 +141,7 @@ def _restricted_tables(data: StudyData, reference: Mapping[str, float]
         "scaling_questions": scaling,
         "scaling_bands": scaling_bands,
         "negative_effects": negative_effects_table(data.survey),
+        **measure_tables(data, measures or MeasureOptions()),
     }
     ordered = {info.name: tables[info.name] for info in TABLES}
     for info in TABLES:
@@ -133,7 +151,8 @@ def _restricted_tables(data: StudyData, reference: Mapping[str, float]
 
 
 def _notes(issued: int, respondents: int, closed: int,
-           single_respondent_strata: Mapping[str, tuple[str, ...]]) -> tuple[str, ...]:
+           single_respondent_strata: Mapping[str, tuple[str, ...]],
+           lonely_stratum: str = "certainty") -> tuple[str, ...]:
     """What the report says about missing survey data, closures and single-respondent strata."""
     notes: list[str] = []
     if not issued:
@@ -148,5 +167,6 @@ def _notes(issued: int, respondents: int, closed: int,
     for measure, singles in single_respondent_strata.items():
         if singles:  # counted, not named: the report is publication-safe
             notes.append(f"{measure}: {len(singles)} stratum(a) with a single respondent add "
-                         "no variance to the standard error (restricted/ons4_strata.csv).")
+                         f"{LONELY_EFFECT[lonely_stratum]} the standard error "
+                         "(restricted/ons4_strata.csv).")
     return tuple(notes)

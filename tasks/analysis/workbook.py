@@ -1,112 +1,183 @@
-"""The Excel workbook: a README sheet, then per table a restricted sheet and a ``pub_`` sheet."""
+"""The Excel workbook, released as the UK Government Analysis Function advises for spreadsheets.
+
+Sheets: Cover (what, where from, coverage), Contents (one row per table sheet, linked),
+Notes (the shorthand and methods notes), then one publication table per sheet as a named
+Excel table: title in A1, a line on shorthand in A2, the table from A3 with one header row
+and no blank rows or merged cells. Suppressed cells are ``[c]`` and cells that do not apply
+(a mean with no respondents) ``[z]``, both explained in the Notes. Only publication
+(suppressed) figures are in the workbook: exact figures stay in ``restricted/`` CSV files.
+Headers and codes show their plain-language labels (``tasks.analysis.labels``).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 import xlsxwriter
 
+from tasks.analysis.disclosure import SUPPRESSED
 from tasks.analysis.folder import GENERATOR
+from tasks.analysis.labels import label
 from tasks.analysis.manifest import ReportContext
 from tasks.analysis.publication import survey_minimum
 from tasks.analysis.registry import TABLES, TableInfo
 from tasks.analysis.tables import Analysis
 
+#: Shorthand of the Analysis Function's guidance.
+CONFIDENTIAL = "[c]"
+NOT_APPLICABLE = "[z]"
+COVER, CONTENTS, NOTES = "Cover", "Contents", "Notes"
 
-def _cell_value(value: Any) -> Any:
-    """A published text cell as a number when it is one, else the text ("c")."""
+
+def table_name(info: TableInfo) -> str:
+    """The Excel table name of a table (letters, digits, underscores; never a cell reference)."""
+    return "tbl_" + re.sub(r"[^A-Za-z0-9_]", "_", info.name)
+
+
+def cell_value(value: Any) -> Any:
+    """A published cell as written: a number when it is one, ``[c]``, ``[z]`` or the label."""
+    if value is None or value == "":
+        return NOT_APPLICABLE
+    if value == SUPPRESSED:
+        return CONFIDENTIAL
     if isinstance(value, str):
-        try:
-            return int(value)
-        except ValueError:
+        for kind in (int, float):
             try:
-                return float(value)
+                return kind(value)
             except ValueError:
-                return value
+                continue
+        return label(value)
     return value
+
+
+def notes(context: ReportContext) -> list[tuple[str, str]]:
+    """The Notes sheet: (note number, text)."""
+    return [
+        ("Note 1", f"{CONFIDENTIAL} = confidential: a count from 1 to {context.threshold}, or a "
+                   "cell hidden so that such a count cannot be worked out from totals, or a "
+                   "percentage or statistic hidden with its count."),
+        ("Note 2", f"{NOT_APPLICABLE} = not applicable: there is nothing to show (for example a "
+                   "mean when no one answered)."),
+        ("Note 3", f"Survey means from fewer than {survey_minimum(context.threshold)} "
+                   "respondents are not published."),
+        ("Note 4", "Percentages are of the table's own base (stated in the Contents), halves "
+                   "rounded up. Medians and quartiles: Hyndman-Fan type 7 (Excel "
+                   "QUARTILE.INC)."),
+        ("Note 5", "ONS4 UK means: Annual Population Survey, year ending March 2022; not a "
+                   "like-for-like comparison with the families in this study."),
+        ("Note 6", "Exact (unsuppressed) figures are not in this workbook: they are in the "
+                   "restricted/ CSV files, for the research team only."),
+    ]
+
+
+def _unique(headers: Sequence[str]) -> list[str]:
+    """Header labels made unique (an Excel table needs unique headers)."""
+    seen: dict[str, int] = {}
+    out = []
+    for header in headers:
+        seen[header] = seen.get(header, 0) + 1
+        out.append(header if seen[header] == 1 else f"{header} ({seen[header]})")
+    return out
+
+
+def _simple_table(sheet: Any, top: int, name: str, headers: Sequence[str],
+                  rows: Sequence[Sequence[Any]]) -> None:
+    """A text table (contents, notes) as a named Excel table from row ``top``."""
+    data = [list(row) for row in rows] or [[""] * len(headers)]
+    sheet.add_table(top, 0, top + len(data), len(headers) - 1, {
+        "name": name, "data": data, "style": "Table Style Light 1",
+        "columns": [{"header": h} for h in headers],
+    })
+
+
+def _cover(book: Any, context: ReportContext, bold: Any, wrap: Any) -> None:
+    sheet = book.add_worksheet(COVER)
+    sheet.set_column(0, 0, 110, wrap)
+    lines = [
+        ("Cluster evaluation: analysis tables", book.add_format({"bold": True, "font_size": 16})),
+        ("This workbook holds the publication tables of the Cluster evaluation's analysis: "
+         "the case records of families open to the Cluster and the family survey.", None),
+        ("Coverage", bold),
+        (f"Cluster {context.cluster}; families with an episode open between "
+         f"{context.window_start} and {context.window_end}.", None),
+        ("Source", bold),
+        ("The council's case-management extract and the evaluation's family survey.", None),
+        ("Produced", bold),
+        (f"{context.generated_at.isoformat()} by {GENERATOR}.", None),
+        ("Shorthand and notes", bold),
+        (f"{CONFIDENTIAL} confidential (small number suppressed), {NOT_APPLICABLE} not "
+         "applicable; see the Notes sheet. The Contents sheet lists every table.", None),
+    ]
+    if context.simulated_responses:
+        lines.insert(1, ("DEMO: the survey answers in this workbook are SIMULATED, not real "
+                         "families' answers.", bold))
+    for row, (text, fmt) in enumerate(lines):
+        sheet.write_string(row, 0, text, fmt)
 
 
 def write_workbook(path: Path, analysis: Analysis, publication: Mapping[str, pl.DataFrame],
                    context: ReportContext) -> None:
-    """One workbook: README, then per table a restricted sheet and a ``pub_`` sheet."""
+    """Cover, Contents, Notes, then one publication table per sheet as a named Excel table."""
     book = xlsxwriter.Workbook(str(path), {"nan_inf_to_errors": True})
     book.set_properties({"title": "Cluster evaluation analysis", "author": GENERATOR,
                          "created": context.generated_at.replace(tzinfo=None)})
-    bold = book.add_format({"bold": True})
-    head = book.add_format({"bold": True, "bottom": 1, "text_wrap": True})
-    restricted_banner = book.add_format({"bold": True, "font_color": "#FFFFFF",
-                                         "bg_color": "#D55E00"})
-    public_banner = book.add_format({"bold": True, "font_color": "#FFFFFF",
-                                     "bg_color": "#009E73"})
+    bold = book.add_format({"bold": True, "font_size": 12})
     wrap = book.add_format({"text_wrap": True, "valign": "top"})
+    infos = [info for info in TABLES if info.name in publication]
+    _cover(book, context, bold, wrap)
 
-    readme = book.add_worksheet("README")
-    readme.set_column(0, 0, 34)
-    readme.set_column(1, 2, 24)
-    readme.set_column(3, 3, 60)
-    readme.set_column(4, 4, 90)
-    lines = [
-        ("Cluster evaluation: analysis workbook", bold),
-        (f"Cluster {context.cluster}; study window {context.window_start} to "
-         f"{context.window_end}; generated {context.generated_at.isoformat()}.", None),
-        ("Sheets WITHOUT a prefix hold RESTRICTED exact figures for the research team only.", None),
-        (f"Sheets named pub_... are PUBLICATION tables: counts 1-{context.threshold} and the "
-         "cells needed to protect them are shown as c; percentages are hidden with their counts; "
-         f"survey means from fewer than {survey_minimum(context.threshold)} respondents are "
-         "hidden.", None),
-        ("Percentages: one decimal, halves rounded up. Medians and quartiles: Hyndman-Fan "
-         "type 7 (Excel QUARTILE.INC).", None),
-    ]
-    for row, (text, fmt) in enumerate(lines):
-        readme.write_string(row, 0, text, fmt)
-    top = len(lines) + 1
-    for col, title in enumerate(("table", "restricted sheet", "publication sheet", "title",
-                                 "what it shows / columns")):
-        readme.write_string(top, col, title, head)
-    for offset, info in enumerate(TABLES, start=1):
-        readme.write_string(top + offset, 0, info.name)
-        readme.write_string(top + offset, 1, info.sheet)
-        readme.write_string(top + offset, 2, f"pub_{info.sheet}")
-        readme.write_string(top + offset, 3, info.title, wrap)
-        readme.write_string(top + offset, 4,
-                            f"{info.description} Columns: {', '.join(info.columns)}.", wrap)
+    contents = book.add_worksheet(CONTENTS)
+    contents.write_string(0, 0, "Contents", bold)
+    contents.write_string(1, 0, "This worksheet contains one table. Each table below is on "
+                                "its own sheet.")
+    contents.set_column(0, 0, 24)
+    contents.set_column(1, 1, 50)
+    contents.set_column(2, 2, 100, wrap)
+    _simple_table(contents, 2, "tbl_contents", ("Sheet", "Table title", "What it shows"),
+                  [(info.sheet, info.title, info.description) for info in infos])
+    for row, info in enumerate(infos, start=3):
+        contents.write_url(row, 0, f"internal:'{info.sheet}'!A1", string=info.sheet)
+
+    notes_sheet = book.add_worksheet(NOTES)
+    notes_sheet.write_string(0, 0, "Notes", bold)
+    notes_sheet.write_string(1, 0, "This worksheet contains one table.")
+    notes_sheet.set_column(0, 0, 12)
+    notes_sheet.set_column(1, 1, 110, wrap)
+    _simple_table(notes_sheet, 2, "tbl_notes", ("Note number", "Note text"), notes(context))
 
     decimals = {places: book.add_format({"num_format": "0." + "0" * places})
                 for places in (1, 2, 3)}
-    for info in TABLES:
-        _table_sheet(book, info.sheet, info, analysis.tables[info.name], head, decimals,
-                     restricted_banner, "RESTRICTED: exact figures, research team only")
-        _table_sheet(book, f"pub_{info.sheet}", info, publication[info.name], head, decimals,
-                     public_banner, f"PUBLICATION: small numbers suppressed (c), threshold "
-                     f"{context.threshold}")
+    for info in infos:
+        _table_sheet(book, info, publication[info.name], decimals, bold)
     book.close()
 
 
-def _table_sheet(book: Any, name: str, info: TableInfo, df: pl.DataFrame, head: Any,
-                 decimals: Mapping[int, Any], banner: Any, banner_text: str) -> None:
-    """One table as a sheet: banner, title, header row, then the cells (numbers as numbers)."""
-    if len(name) > 31:
-        raise ValueError(f"sheet name {name!r} is longer than 31 characters")
-    sheet = book.add_worksheet(name)
-    sheet.write_string(0, 0, banner_text, banner)
-    for col in range(1, max(len(info.columns), 4)):
-        sheet.write_blank(0, col, None, banner)
-    sheet.write_string(1, 0, info.title)
-    for col, title in enumerate(info.columns):
-        sheet.write_string(2, col, title, head)
-        sheet.set_column(col, col, max(12, len(title) + 2))
-    formats = [decimals.get(info.decimals.get(col, 0)) for col in info.columns]
-    for r, row in enumerate(df.iter_rows(), start=3):
-        for c, value in enumerate(row):
-            cell = _cell_value(value)
-            if cell is None:
-                continue
-            if isinstance(cell, int | float) and not isinstance(cell, bool):
-                sheet.write_number(r, c, cell, formats[c])
-            else:
-                sheet.write_string(r, c, str(cell))
-    sheet.freeze_panes(3, 0)
-
+def _table_sheet(book: Any, info: TableInfo, df: pl.DataFrame,
+                 decimals: Mapping[int, Any], bold: Any) -> None:
+    """One publication table as a sheet: title, shorthand line, then a named Excel table."""
+    if len(info.sheet) > 31:
+        raise ValueError(f"sheet name {info.sheet!r} is longer than 31 characters")
+    sheet = book.add_worksheet(info.sheet)
+    sheet.write_string(0, 0, info.title, bold)
+    sheet.write_string(1, 0, f"{info.description} {CONFIDENTIAL} = confidential, "
+                             f"{NOT_APPLICABLE} = not applicable (see Notes).")
+    headers = _unique([label(c) for c in df.columns])
+    data = [[cell_value(v) for v in row] for row in df.iter_rows()]
+    if not data:
+        data = [[NOT_APPLICABLE] * len(headers)]
+    columns = []
+    for col, header in enumerate(headers):
+        places = info.decimals.get(df.columns[col], 0)
+        column: dict[str, Any] = {"header": header}
+        if places:
+            column["format"] = decimals[places]
+        columns.append(column)
+        sheet.set_column(col, col, max(12, min(40, len(header) + 2)))
+    sheet.add_table(2, 0, 2 + len(data), len(headers) - 1, {
+        "name": table_name(info), "data": data, "columns": columns,
+        "style": "Table Style Light 1",
+    })

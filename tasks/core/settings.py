@@ -36,6 +36,9 @@ class StudySettings(_Section):
     cluster: str = Field("pilot", description="key of this cluster/council; every study row carries it")
     window_start: date = date(2021, 1, 1)
     window_end: date = date(2021, 6, 30)
+    data_as_of: date | None = Field(
+        None, description="the date the extract's data describes: open episodes are censored at "
+        "it; default the latest date found in the extract data")
 
     @field_validator("cluster")
     @classmethod
@@ -80,6 +83,11 @@ class SurveySettings(_Section):
     interview_max: int = Field(10, ge=1)
     reminder_cron: str = Field("0 9 * * *", description="when `serve` sends due reminders (UK time)")
     monitor_cron: str = Field("0 10 * * *", description="when `serve` checks the response rate (UK time)")
+    lonely_stratum: Literal["certainty", "adjust", "conservative"] = Field(
+        "certainty", description="variance of a single-respondent stratum, as R survey's lonely.psu "
+        "certainty / adjust / average")
+    ci: Literal["normal", "t"] = Field(
+        "normal", description="95% CI of survey means: normal (1.96) or t with n - H degrees of freedom")
 
     @field_validator("survey_url_template")
     @classmethod
@@ -136,6 +144,23 @@ class DisclosureSettings(_Section):
     threshold: int = Field(5, ge=1, le=20)
 
 
+class DeliverySettings(_Section):
+    """Indicators of delivery as intended (protocol RQ 1c), table ``delivery_indicators``.
+
+    * ``allocation``: in-window episodes allocated a lead worker at most
+      ``allocation_target_days`` days after referral (``within_target``), later
+      (``over_target``), or with no allocation date (``not_allocated``);
+    * ``goals_recorded``: in-window episodes with at least one goal in the family plan;
+    * ``goals_reviewed``: of the episodes with goals, those with at least one goal reviewed
+      (a latest score or a latest review date);
+    * ``specialist_returned``: RES Team / Early Help Hub referrals of in-window episodes that
+      have ended (outcome other than ``ongoing``), by whether the family was returned to the
+      Cluster.
+    """
+
+    allocation_target_days: int = Field(10, ge=0, le=365)
+
+
 class Settings(BaseSettings):
     """Everything a command needs to know, validated once at start."""
 
@@ -151,6 +176,7 @@ class Settings(BaseSettings):
     smtp: SmtpSettings = SmtpSettings()
     retention: RetentionSettings = RetentionSettings()
     disclosure: DisclosureSettings = DisclosureSettings()
+    delivery: DeliverySettings = DeliverySettings()
 
     @classmethod
     def settings_customise_sources(
