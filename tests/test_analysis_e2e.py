@@ -137,8 +137,8 @@ def test_cli_analyse_writes_everything_and_is_reproducible(
     for name in CLI_TABLES:
         assert tuple(_csv(out / "restricted" / f"{name}.csv")[0]) == CLI_COLUMNS[name]
     assert len(list((out / "restricted").glob("*.csv"))) == len(TABLES) == 42
-    assert len(list((out / "charts").glob("*.png"))) == 6
-    assert len(list((out / "charts").glob("*.svg"))) == 6
+    assert len(list((out / "charts").glob("*.png"))) == 8
+    assert len(list((out / "charts").glob("*.svg"))) == 8
 
     # restricted figures follow from the data: 150 families; publication never shows 1..5
     population = _csv(out / "restricted" / "population.csv")

@@ -145,7 +145,7 @@ def _oracle_km(events: list[int], censored: list[int]) -> list[tuple[int, float,
 
 
 def _first(points: list[tuple[int, float, float, float]], index: int) -> int | None:
-    return next((p[0] for p in points if p[index] <= 0.5), None)
+    return next((p[0] for p in points if p[index] <= 0.5 + 1e-9), None)  # an exact 0.5 may be 0.5000000000000001
 
 
 def _km_case(rows: list[tuple[str, str | None]], as_of: date) -> tuple[list[int], list[int]]:

@@ -106,7 +106,7 @@ def test_write_outputs_files_and_manifest(analysed, tmp_path: Path) -> None:
     for relative, digest in manifest["files"].items():
         assert hashlib.sha256((out / relative).read_bytes()).hexdigest() == digest
     assert "manifest.json" not in manifest["files"]
-    assert len([f for f in manifest["files"] if f.startswith("charts/")]) == 12
+    assert len([f for f in manifest["files"] if f.startswith("charts/")]) == 16
 
 
 def test_settings_digest_ignores_places_but_not_choices(tmp_path: Path) -> None:
@@ -176,7 +176,8 @@ def test_charts_use_publication_figures_only(analysed) -> None:
     analysis, publication, _ = analysed
     charts = {c.name: c for c in draw_charts(publication, 5)}
     assert set(charts) == {"referral_routes", "presenting_issues", "closure_outcomes",
-                           "length_of_support", "ons4", "response_rates"}
+                           "length_of_support", "ons4", "response_rates",
+                           "referrals_received", "length_of_support_median"}
     # 13 in-window episodes: school 6 is shown; health_via_spa 1 is hidden ("c")
     assert f"{label('school')} 6" in charts["referral_routes"].alt
     # plain-language labels from the one code -> label mapping (issue 10)
@@ -202,7 +203,7 @@ def test_report_is_self_contained_and_says_what_it_is(analysed, tmp_path: Path) 
     page = written.report.read_text(encoding="utf-8")
     assert not re.search(r'(?:src|href)="(?!data:|#)', page)
     assert "http://" not in page and "https://" not in page
-    assert page.count("<img ") == 6 and page.count('src="data:image/png;base64,') == 6
+    assert page.count("<img ") == 8 and page.count('src="data:image/png;base64,') == 8
     assert all(alt for alt in re.findall(r'alt="([^"]*)"', page))
     assert "type 7" in page and "publication-safe" in page and "Complete." in page
     assert "single respondent" in page  # housing stratum on q1-q4
@@ -275,7 +276,7 @@ def test_report_renders_offline_in_chromium(analysed, tmp_path: Path) -> None:
         finally:
             browser.close()
     assert title == "Cluster evaluation: analysis report"
-    assert len(images) == 6
+    assert len(images) == 8
     for complete, width, height, alt in images:
         assert complete and width > 0 and height > 0 and alt
     assert tables == len(TABLES)

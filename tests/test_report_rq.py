@@ -226,7 +226,7 @@ def test_word_report_has_the_same_sections(analysed, tmp_path: Path) -> None:
     ons4 = next(t for t in document.tables if t.rows[0].cells[0].text == label("measure"))
     assert ons4.rows[1].cells[0].text == label("q1_life_satisfaction")
     assert ons4.rows[1].cells[1].text == str(publication["ons4"]["respondents"][0])
-    assert len(document.inline_shapes) == 6  # the charts
+    assert len(document.inline_shapes) == 8  # the charts
 
 
 def _sheet_xml(book: zipfile.ZipFile) -> dict[str, str]:

@@ -332,9 +332,130 @@ def response_rates_chart(pub: Mapping[str, pl.DataFrame]) -> Chart:
                  f"{issued} households issued.", alt, "survey", fig)
 
 
+@dataclass(frozen=True)
+class MonthBar:
+    """One month of the published referrals-received table: its cell and its number, if any."""
+
+    month: str
+    cell: str  # the published text: a count, or "c" when suppressed
+    episodes: int | None  # None when suppressed: the chart shows no number for it
+
+    @property
+    def suppressed(self) -> bool:
+        """True when the month's count is suppressed ("c")."""
+        return self.cell == SUPPRESSED
+
+
+def referrals_received_bars(pub: Mapping[str, pl.DataFrame]) -> list[MonthBar]:
+    """The published referrals received by month, in table order; suppressed months flagged."""
+    bars = []
+    for row in pub["referrals_received"].iter_rows(named=True):
+        cell = _shown(row["episodes"])
+        value = _number(row["episodes"])
+        bars.append(MonthBar(str(row["month"]), cell, None if value is None else int(value)))
+    return bars
+
+
+def referrals_received_chart(pub: Mapping[str, pl.DataFrame]) -> Chart:
+    """Referrals received by month: published counts as bars, suppressed months as hatched c."""
+    bars = referrals_received_bars(pub)
+    fig, ax = _new_figure(4.0)
+    positions = list(range(len(bars)))
+    top = max([b.episodes for b in bars if b.episodes is not None] + [1])
+    for x, bar in zip(positions, bars, strict=True):
+        if bar.suppressed:  # a full-height hatched column: marks the month, encodes no number
+            ax.bar([x], [top * 1.12], color=SUPPRESSED_COLOUR, hatch=SUPPRESSED_HATCH,
+                   edgecolor="white", alpha=0.6)
+            ax.text(x, top * 0.02, SUPPRESSED, ha="center", fontsize=9)
+        else:
+            ax.bar([x], [bar.episodes or 0], color=BAR)
+            ax.text(x, (bar.episodes or 0) + top * 0.015, bar.cell, ha="center", fontsize=9)
+    ax.set_xticks(positions, [b.month for b in bars])
+    ax.set_ylim(0, top * 1.12)
+    ax.set_xlabel("month of referral")
+    ax.set_ylabel("episodes referred")
+    ax.set_title("Referrals received by month")
+    if any(b.suppressed for b in bars):
+        ax.legend(handles=[Patch(facecolor=SUPPRESSED_COLOUR, hatch=SUPPRESSED_HATCH,
+                                 edgecolor="white", label="suppressed (c)")],
+                  loc="upper right", fontsize=8, frameon=False)
+        n_text = "n=c (the total is not shown because a month is suppressed)"
+    else:
+        n_text = f"n={sum(b.episodes or 0 for b in bars)}"
+    caption = (f"{n_text} episodes referred in the study window. Counts 1-{{t}} and the cells "
+               "needed to protect them are shown as c (a hatched grey column, no number).")
+    alt = ("Bar chart of episodes referred by month: "
+           + ", ".join(f"{b.month} {b.cell}" for b in bars) + ".")
+    return Chart("referrals_received", "Referrals received by month", caption, alt,
+                 "administrative", fig)
+
+
+@dataclass(frozen=True)
+class MedianView:
+    """The published Kaplan-Meier figures: counts and the median with its 95% CI, as cells."""
+
+    n: str
+    events: str
+    censored: str
+    median: str
+    ci_low: str
+    ci_high: str
+
+    def number(self, name: str) -> float | None:
+        """A figure as a number: None when suppressed ("c") or not reached ("-")."""
+        return _number(getattr(self, name).replace("-", ""))
+
+
+def length_of_support_median(pub: Mapping[str, pl.DataFrame]) -> MedianView:
+    """The published ``length_of_support_km`` row as chart text ("c" suppressed, "-" empty)."""
+    row = pub["length_of_support_km"].row(0, named=True)
+    return MedianView(*(_shown(row[c]) for c in ("n", "events", "censored", "median_days",
+                                                 "median_ci_low", "median_ci_high")))
+
+
+def length_of_support_median_chart(pub: Mapping[str, pl.DataFrame]) -> Chart:
+    """The Kaplan-Meier median length of support with its 95% CI (published figures only).
+
+    The step curve is not drawn: it would show unpublished survival figures and event times.
+    """
+    km = length_of_support_median(pub)
+    fig, ax = _new_figure(2.6)
+    ax.spines["left"].set_visible(False)
+    ax.set_yticks([])
+    median, low, high = (km.number(c) for c in ("median", "ci_low", "ci_high"))
+    right = max([v for v in (median, low, high) if v is not None] + [1.0]) * 1.25
+    if median is not None:
+        ax.plot([median], [0], "o", color=BAR, label="median (Kaplan-Meier)")
+        if low is not None:
+            ax.plot([low, high if high is not None else right], [0, 0], color=BAR)
+            ax.plot([low] + ([high] if high is not None else []), [0] * (1 + (high is not None)),
+                    "|", color=BAR, markersize=14, label="95% CI (log-log)")
+        upper = "not reached" if km.ci_high == "-" else km.ci_high
+        ax.text(median, 0.25, f"{km.median} days (95% CI {km.ci_low} to {upper})",
+                ha="center", fontsize=9)
+        ax.legend(loc="upper right", fontsize=8, frameon=False)
+    else:
+        why = "not reached" if km.median == "-" else "not published (c)"
+        ax.text(0.5, 0.5, f"median length of support {why}", ha="center", va="center",
+                transform=ax.transAxes, fontsize=9)
+    ax.set_xlim(0, right)
+    ax.set_ylim(-1, 1)
+    ax.set_xlabel("days from referral to closure (open episodes censored)")
+    ax.set_title("Length of support counting open episodes: median")
+    caption = (f"n={km.n} in-window episodes: {km.events} closed (events), {km.censored} still "
+               "open at the data date (censored). Median and its 95% CI from the Kaplan-Meier "
+               "estimate (log-log pointwise bands, scipy.stats.ecdf); - means not reached. Counts "
+               "1-{t} and the cells needed to protect them are shown as c.")
+    alt = (f"Median length of support counting open episodes: {km.median} days, 95% CI "
+           f"{km.ci_low} to {km.ci_high}; n={km.n}, events {km.events}, censored {km.censored}.")
+    return Chart("length_of_support_median", "Length of support counting open episodes",
+                 caption, alt, "support", fig)
+
+
 CHART_BUILDERS: tuple[Callable[[Mapping[str, pl.DataFrame]], Chart], ...] = (
     referral_routes_chart, presenting_issues_chart, closure_outcomes_chart,
-    length_of_support_chart, ons4_chart, response_rates_chart,
+    length_of_support_chart, ons4_chart, response_rates_chart, referrals_received_chart,
+    length_of_support_median_chart,
 )
 
 

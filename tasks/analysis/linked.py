@@ -117,9 +117,15 @@ def _row_boxes(spec: LinkedCounts, df: pl.DataFrame, row: int) -> tuple[Box, ...
 
 
 def _categories(linked: LinkedSet, tables: Mapping[str, pl.DataFrame]) -> dict[str, list[str]]:
-    """Every latent dimension's categories: declared, then those seen in key columns."""
-    cats = {dim: list(values) for dim, values in linked.dims.items()}
-    for spec in linked.counts:
+    """Every latent dimension's categories: declared, then those seen in key columns.
+
+    Only dimensions some present count refers to: the others add nothing to any relation.
+    """
+    present = [s for s in linked.counts if s.table in tables]
+    used = {d for s in present for d in (*s.keys.values(), *s.fixed)}
+    used |= {d for s in present for boxes in s.derived.values() for box in boxes for d in box}
+    cats = {dim: list(values) for dim, values in linked.dims.items() if dim in used}
+    for spec in present:
         df = tables[spec.table]
         for col, dim in spec.keys.items():
             for i in _rows(spec, df):
@@ -133,9 +139,13 @@ def build_model(linked: LinkedSet, tables: Mapping[str, pl.DataFrame]) -> Model:
     """The set's latent cells and counts on these tables."""
     cats = _categories(linked, tables)
     dims = list(cats)
-    latent = tuple(itertools.product(*(cats[d] for d in dims)))
+    impossible = [box for box in linked.impossible if set(box) <= set(dims)]
+    latent = tuple(cell for cell in itertools.product(*(cats[d] for d in dims)) if not any(
+        all(cell[dims.index(d)] in allowed for d, allowed in box.items()) for box in impossible))
     counts: list[Count] = []
     for spec in linked.counts:
+        if spec.table not in tables:
+            continue
         df = tables[spec.table]
         values = df[spec.column].to_list()
         for row in _rows(spec, df):
@@ -334,15 +344,21 @@ def protect_set(model: Model, masks: Masks, threshold: int) -> tuple[Masks, SetA
 
 
 def set_counts(tables: Mapping[str, pl.DataFrame]) -> list[Model]:
-    """The model of every linked set whose tables are all present."""
+    """The model of every linked set with at least two of its tables present (on those)."""
     models = [build_model(s, tables) for s in LINKED_SETS
-              if all(spec.table in tables for spec in s.counts)]
+              if len({spec.table for spec in s.counts} & set(tables)) >= 2
+              or {spec.table for spec in s.counts} <= set(tables)]
     return [m for m in models if m.counts]
 
 
 def protect_linked(tables: Mapping[str, pl.DataFrame], masks: Masks, threshold: int
                    ) -> tuple[Masks, list[SetAudit]]:
-    """Every linked set protected in turn (sets share no counts, so order does not matter)."""
+    """Every linked set protected in turn.
+
+    Sets may share a population total (``population.episodes``, ``closed_episodes``); hiding
+    more only widens intervals, so a set protected earlier stays protected. Not modelled: a
+    shared total hidden in one set but derivable in another (totals are large and hidden last).
+    """
     audits = []
     for model in set_counts(tables):
         masks, result = protect_set(model, masks, threshold)

@@ -157,9 +157,15 @@ def support_times(episodes: pl.DataFrame, data_as_of: date | None) -> SupportTim
     return SupportTimes(events, censored)
 
 
+HALF_TOLERANCE = 1e-9
+
+
 def _first_at_most_half(times: np.ndarray, survival: np.ndarray) -> int | None:
     """The smallest time whose survival (or band) is at most 0.5; None when never reached."""
-    reached = np.flatnonzero(survival <= 0.5)  # NaN (undefined band) never counts as reached
+    # NaN (undefined band) never counts as reached. The tolerance absorbs floating-point error in
+    # the product of (1 - d/n) factors (an exact 0.5 can come out as 0.5000000000000001); distinct
+    # Kaplan-Meier values differ by far more than it for any realistic number of episodes.
+    reached = np.flatnonzero(survival <= 0.5 + HALF_TOLERANCE)
     return None if reached.size == 0 else int(times[reached[0]])
 
 

@@ -9,7 +9,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from schemas.codes import CLOSURE_OUTCOME, ONWARD_REFERRAL, REFERRAL_ROUTE, SERVICES
+from schemas.codes import (
+    CLOSURE_OUTCOME,
+    LEAD_WORKER_ROLE,
+    ONWARD_REFERRAL,
+    REFERRAL_ROUTE,
+    SERVICES,
+)
 
 NOT_RECORDED = "not_recorded"
 ALL = "all"
@@ -336,31 +342,80 @@ class LinkedSet:
 
     ``dims`` are the latent dimensions with their declared categories (categories seen in key
     columns are added); ``restates`` are tables that only re-cut others and are withheld when
-    they cannot be protected without suppressing cells of the other tables.
+    they cannot be protected without suppressing cells of the other tables; latent cells in an
+    ``impossible`` box cannot occur (a structural zero, left out of the model).
     """
 
     name: str
     dims: Mapping[str, tuple[str, ...]]
     counts: tuple[LinkedCounts, ...]
     restates: tuple[str, ...] = ()
+    impossible: tuple[Box, ...] = ()
 
 
 _STEPPED_UP = "stepped_up_to_social_care"
 _OTHER_SERVICES = ("camhs", "adult_mental_health", "housing_service", "domestic_abuse_service",
                    "other")
 _RESPONDED = ("responded", "responded_withdrawn")
+_ALLOCATION = ("within_target", "over_target", "no")
+#: The referrals_received category of in-window episodes referred before the window.
+CARRIED_OVER = "carried_over"
 LINKED_SETS: tuple[LinkedSet, ...] = (
     LinkedSet(
-        "in_window_episodes", {"route": REFERRAL_ROUTE, "allocated": ("yes", "no")},
+        "in_window_episodes",
+        {"route": REFERRAL_ROUTE, "allocated": _ALLOCATION, "km": ("event", "censored"),
+         "month": (CARRIED_OVER,), "closed": ("yes", "no")},
         (LinkedCounts("population", "episodes"),
+         LinkedCounts("population", "closed_episodes", fixed={"closed": ("yes",)}),
          LinkedCounts("referral_routes", "episodes", {"referral_route": "route"}),
-         LinkedCounts("days_to_allocation", "n", fixed={"allocated": ("yes",)}),
-         LinkedCounts("days_to_allocation", "not_allocated", fixed={"allocated": ("no",)})),
+         LinkedCounts("days_to_allocation", "n", fixed={"allocated": _ALLOCATION[:2]}),
+         LinkedCounts("days_to_allocation", "not_allocated", fixed={"allocated": ("no",)}),
+         LinkedCounts("delivery_indicators", "n", where=("indicator", "allocation"), by="result",
+                      derived={"within_target": ({"allocated": ("within_target",)},),
+                               "over_target": ({"allocated": ("over_target",)},),
+                               "not_allocated": ({"allocated": ("no",)},)}),
+         LinkedCounts("referrals_received", "episodes", {"month": "month"}),
+         LinkedCounts("length_of_support_km", "n"),
+         LinkedCounts("length_of_support_km", "events", fixed={"km": ("event",)}, part_of="n"),
+         LinkedCounts("length_of_support_km", "censored", fixed={"km": ("censored",)},
+                      part_of="n")),
+        impossible=({"closed": ("no",), "km": ("event",)},),  # an open episode is censored
+    ),
+    LinkedSet(
+        "in_window_goals", {"goals": ("none", "not_reviewed", "reviewed")},
+        (LinkedCounts("population", "episodes"),
+         LinkedCounts("delivery_indicators", "n", where=("indicator", "goals_recorded"),
+                      by="result", derived={"yes": ({"goals": ("not_reviewed", "reviewed")},),
+                                            "no": ({"goals": ("none",)},)}),
+         LinkedCounts("delivery_indicators", "n", where=("indicator", "goals_reviewed"),
+                      by="result", derived={"yes": ({"goals": ("reviewed",)},),
+                                            "no": ({"goals": ("not_reviewed",)},)})),
+    ),
+    LinkedSet(
+        "in_window_lead_worker", {"role": (*LEAD_WORKER_ROLE, NOT_RECORDED)},
+        (LinkedCounts("population", "episodes"),
+         LinkedCounts("lead_worker_roles", "episodes", {"lead_worker_role": "role"})),
+    ),
+    LinkedSet(
+        "children_sen_support", {"sen": ("yes", "no", NOT_RECORDED)},
+        (LinkedCounts("population", "children"),
+         LinkedCounts("demographics_child_sen_support", "children", {"sen_support": "sen"})),
+    ),
+    LinkedSet(
+        "re_referrals", {"re_referred": ("yes", "no")},
+        (LinkedCounts("re_referrals", "families_with_closed_episode"),
+         LinkedCounts("re_referrals", "re_referred_within_12_months",
+                      fixed={"re_referred": ("yes",)}, part_of="families_with_closed_episode")),
     ),
     LinkedSet(
         "closed_episodes",
-        {"outcome": (*CLOSURE_OUTCOME, NOT_RECORDED), "onward": (*ONWARD_REFERRAL, NOT_RECORDED)},
+        {"outcome": (*CLOSURE_OUTCOME, NOT_RECORDED), "onward": (*ONWARD_REFERRAL, NOT_RECORDED),
+         "specialist": ("with", "without")},
         (LinkedCounts("population", "closed_episodes"),
+         LinkedCounts("specialist_closure_outcomes", "with_specialist_referral",
+                      {"closure_outcome": "outcome"}, {"specialist": ("with",)}),
+         LinkedCounts("specialist_closure_outcomes", "without_specialist_referral",
+                      {"closure_outcome": "outcome"}, {"specialist": ("without",)}),
          LinkedCounts("closure_outcomes", "episodes", {"closure_outcome": "outcome"}),
          LinkedCounts("onward_referrals", "episodes", {"onward_referral": "onward"}),
          LinkedCounts("closure_referrals", "episodes", by="referral", derived={

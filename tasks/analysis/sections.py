@@ -77,7 +77,9 @@ OVERRIDES = {"goal_score_change": "2a", "length_of_support_by_issue": "2a",
              "length_of_support_by_service": "2a", "negative_effects": "2c",
              "response_rates": CAVEATS, "response_rates_by_route": CAVEATS,
              "nonresponse_check": CAVEATS, "length_of_support_km": "1c",
-             "length_of_support_bands": "1c"}
+             "length_of_support_bands": "1c",
+             # charts of the protocol's further measures sit with RQ 1a (referrals, closures)
+             "referrals_received": "1a", "length_of_support_median": "1a"}
 #: Difference in percentage points between respondents and frame worth naming.
 NOTABLE_POINTS = 10.0
 
