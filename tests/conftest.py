@@ -12,6 +12,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -238,3 +239,30 @@ def stop_process_group(process: subprocess.Popen) -> None:
             process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             continue
+
+
+ANALYSED_AT = datetime(2022, 3, 1, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def analysed(sqlite_runtime: Runtime) -> tuple[Any, dict[str, Any], Any]:
+    """The small fixture study of test_analysis (case records and survey), analysed and suppressed.
+
+    Returns the analysis, its publication tables (threshold 5) and the report context as of
+    ``ANALYSED_AT``; shared by the report, research-question report and chart tests.
+    """
+    from test_analysis import base_study, survey_study
+
+    from tasks.analysis.manifest import make_context
+    from tasks.analysis.publication import publication_tables
+    from tasks.analysis.study_data import load_study_data
+    from tasks.analysis.tables import build_analysis
+
+    with sqlite_runtime.engine.begin() as conn:
+        base_study().insert(conn)
+        survey_study().insert(conn)
+    with sqlite_runtime.engine.connect() as conn:
+        data = load_study_data(conn, "pilot")
+    analysis = build_analysis(data)
+    context = make_context(sqlite_runtime.settings, data.extracts, data.waves, ANALYSED_AT)
+    return analysis, publication_tables(analysis.tables, 5), context

@@ -9,13 +9,10 @@ from __future__ import annotations
 
 import csv
 import re
-from datetime import UTC, datetime
 from pathlib import Path
 
 import docx
 import polars as pl
-import pytest
-from test_analysis import base_study, survey_study
 
 from tasks.analysis.charts import (
     SUPPRESSED_COLOUR,
@@ -25,28 +22,10 @@ from tasks.analysis.charts import (
     referrals_received_bars,
     referrals_received_chart,
 )
-from tasks.analysis.manifest import ReportContext, make_context
 from tasks.analysis.outputs import write_outputs
-from tasks.analysis.publication import publication_tables
 from tasks.analysis.sections import build_document
-from tasks.analysis.study_data import load_study_data
-from tasks.analysis.tables import Analysis, build_analysis
-from tasks.core.runtime import Runtime
 
-WHEN = datetime(2022, 3, 1, 12, 0, tzinfo=UTC)
 NEW_CHARTS = ("referrals_received", "length_of_support_median")
-
-
-@pytest.fixture
-def analysed(sqlite_runtime: Runtime) -> tuple[Analysis, dict[str, pl.DataFrame], ReportContext]:
-    with sqlite_runtime.engine.begin() as conn:
-        base_study().insert(conn)
-        survey_study().insert(conn)
-    with sqlite_runtime.engine.connect() as conn:
-        data = load_study_data(conn, "pilot")
-    analysis = build_analysis(data)
-    context = make_context(sqlite_runtime.settings, data.extracts, data.waves, WHEN)
-    return analysis, publication_tables(analysis.tables, 5), context
 
 
 def _csv_rows(path: Path) -> list[dict[str, str]]:

@@ -15,9 +15,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import fastexcel
-import polars as pl
 import pytest
-from test_analysis import base_study, survey_study
+from test_analysis import survey_study
 
 from tasks.analysis.charts import OKABE_ITO, draw_charts
 from tasks.analysis.folder import check_output_dir
@@ -28,24 +27,12 @@ from tasks.analysis.publication import publication_tables
 from tasks.analysis.registry import TABLES, TABLES_BY_NAME
 from tasks.analysis.report import render_report
 from tasks.analysis.study_data import load_study_data
-from tasks.analysis.tables import Analysis, build_analysis
+from tasks.analysis.tables import build_analysis
 from tasks.core.errors import UserFacingError
 from tasks.core.runtime import Runtime
 from tasks.core.settings import Settings
 
 WHEN = datetime(2022, 3, 1, 12, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def analysed(sqlite_runtime: Runtime) -> tuple[Analysis, dict[str, pl.DataFrame], ReportContext]:
-    with sqlite_runtime.engine.begin() as conn:
-        base_study().insert(conn)
-        survey_study().insert(conn)
-    with sqlite_runtime.engine.connect() as conn:
-        data = load_study_data(conn, "pilot")
-    analysis = build_analysis(data)
-    context = make_context(sqlite_runtime.settings, data.extracts, data.waves, WHEN)
-    return analysis, publication_tables(analysis.tables, 5), context
 
 
 # --- the output folder ------------------------------------------------------------------------

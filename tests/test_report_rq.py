@@ -10,43 +10,23 @@ from __future__ import annotations
 import re
 import zipfile
 from dataclasses import replace
-from datetime import UTC, datetime
 from html.parser import HTMLParser
 from pathlib import Path
 
 import docx
 import fastexcel
 import polars as pl
-import pytest
-from test_analysis import base_study, survey_study
 
 from tasks.analysis.findings import Ref, key_findings
 from tasks.analysis.labels import label
-from tasks.analysis.manifest import ReportContext, make_context
 from tasks.analysis.outputs import write_outputs
-from tasks.analysis.publication import publication_tables
 from tasks.analysis.registry import TABLES, TableInfo
 from tasks.analysis.sections import QUESTIONS
-from tasks.analysis.study_data import load_study_data
-from tasks.analysis.tables import Analysis, build_analysis
 from tasks.core.db import query
 from tasks.core.runtime import Runtime
 
-WHEN = datetime(2022, 3, 1, 12, 0, tzinfo=UTC)
 RQ_KEYS = ("1a", "1b", "1c", "2a", "2b", "2c")
 NUMBER = re.compile(r"(?<![\w.])-?\d+(?:\.\d+)?")
-
-
-@pytest.fixture
-def analysed(sqlite_runtime: Runtime) -> tuple[Analysis, dict[str, pl.DataFrame], ReportContext]:
-    with sqlite_runtime.engine.begin() as conn:
-        base_study().insert(conn)
-        survey_study().insert(conn)
-    with sqlite_runtime.engine.connect() as conn:
-        data = load_study_data(conn, "pilot")
-    analysis = build_analysis(data)
-    context = make_context(sqlite_runtime.settings, data.extracts, data.waves, WHEN)
-    return analysis, publication_tables(analysis.tables, 5), context
 
 
 def published(publication: dict[str, pl.DataFrame]) -> list[TableInfo]:
