@@ -31,14 +31,13 @@ def analyse_flow(out: str) -> dict[str, Any]:
     Args:
         out: output folder; created, or replaced when it holds an earlier analysis. It gets
             ``restricted/`` (exact tables), ``publication/`` (suppressed tables), ``charts/``,
-            ``analysis.xlsx``, ``report.html`` and ``manifest.json``.
+            ``analysis.xlsx``, ``report.html``, ``report.docx`` and ``manifest.json``.
     """
     runtime = current_runtime()
     folder = Path(out)
     check_output_folder(folder)
     data = read_study_data(runtime.engine, runtime.cluster)
-    survey = runtime.settings.survey
-    analysis = build_tables(data, EstimatorOptions(survey.lonely_stratum, survey.ci),
+    analysis = build_tables(data, EstimatorOptions.from_settings(runtime.settings.survey),
                             MeasureOptions.from_settings(runtime.settings))
     publication = suppress_small_numbers(analysis, runtime.settings.disclosure.threshold)
     simulated = responses_are_simulated(runtime.engine, runtime.cluster)

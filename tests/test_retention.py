@@ -21,7 +21,7 @@ from tasks.core.contacts import ContactRecord
 from tasks.core.errors import ConfigError
 from tasks.core.home import Home, write_private
 from tasks.core.runtime import Runtime, open_runtime, use_runtime
-from tasks.core.secrets import CONTACT_KEY, PSEUDONYM_KEY, load_or_create_key
+from tasks.core.secrets import CONTACT_KEY, PSEUDONYM_KEY, Secrets
 from tasks.ingest.load import store_contacts
 from tasks.retention.dates import add_months, rule_deadline
 from tasks.retention.history import FlowRunRef
@@ -59,8 +59,8 @@ def _sql(conn: Any, statement: str, **params: Any) -> None:
 def populate(rt: Runtime) -> None:
     """A study half-way through: two extracts, fieldwork, responses, an analysis, keys."""
     home = rt.home
-    contact_key, _ = load_or_create_key(CONTACT_KEY, home)
-    load_or_create_key(PSEUDONYM_KEY, home)
+    contact_key, _ = Secrets(home).key_or_create(CONTACT_KEY)
+    Secrets(home).key_or_create(PSEUDONYM_KEY)
     write_private(home.keys / "extract_passphrase", b"transport passphrase")
     write_private(home.keys / "pack_passphrase", b"pack passphrase")
     registered = {RAW1: (MARKERS["raw1"], "raw_extract", "2022-01-10T09:00:00+00:00"),

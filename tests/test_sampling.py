@@ -17,7 +17,7 @@ from sqlalchemy import Engine, text
 from tasks.core.contacts import ContactRecord
 from tasks.core.home import Home
 from tasks.core.runtime import Runtime
-from tasks.core.secrets import CONTACT_KEY, Secrets, load_or_create_key
+from tasks.core.secrets import CONTACT_KEY, Secrets
 from tasks.core.settings import Settings
 from tasks.ingest.load import store_contacts
 from tasks.survey.allocation import hamilton_allocation
@@ -69,7 +69,7 @@ class Fam:
 
 def populate(engine: Engine, home: Home, families: Sequence[Fam], cluster: str = "pilot") -> bytes:
     """Insert families, episodes and contacts as an ingest would; return the contact key."""
-    key, _ = load_or_create_key(CONTACT_KEY, home)
+    key, _ = Secrets(home).key_or_create(CONTACT_KEY)
     with engine.begin() as conn:
         conn.execute(text(
             "INSERT INTO extracts (cluster_id, sha256, file_name, encryption, status, received_at)"

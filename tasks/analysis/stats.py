@@ -13,9 +13,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal, localcontext
 from fractions import Fraction
-from typing import Literal, get_args
+from typing import TYPE_CHECKING, Literal, get_args
 
 from scipy.stats import t as student_t
+
+if TYPE_CHECKING:
+    from tasks.core.settings import SurveySettings
 
 __all__ = [
     "ONS4_BANDS_ANXIETY",
@@ -89,6 +92,11 @@ class EstimatorOptions:
                              f"got {self.lonely_stratum!r}")
         if self.ci not in get_args(CiMethod):
             raise ValueError(f"ci must be one of {get_args(CiMethod)}, got {self.ci!r}")
+
+    @classmethod
+    def from_settings(cls, survey: SurveySettings) -> EstimatorOptions:
+        """The options of one run's settings."""
+        return cls(survey.lonely_stratum, survey.ci)
 
     def as_dict(self) -> dict[str, str]:
         """The options and what they mean, for the manifest and the methods section."""

@@ -53,19 +53,21 @@ def _prefect_secret(name: str, environ: Mapping[str, str]) -> str | None:
         return None
 
 
-def get_secret(name: str, home: Home, environ: Mapping[str, str] | None = None) -> str | None:
-    """Return a secret string from env, 0600 key file or Prefect Secret block, else None."""
-    env = os.environ if environ is None else environ
-    value = env.get(_env_name(name))
+def get_secret(name: str, home: Home, environ: Mapping[str, str]) -> str | None:
+    """Return a secret string from env, 0600 key file or Prefect Secret block, else None.
+
+    ``environ`` is the snapshot taken where the process starts (``Secrets``), never read here.
+    """
+    value = environ.get(_env_name(name))
     if value:
         return value
     path = home.keys / name
     if path.is_file():
         return _read_key_file(path).decode("utf-8")
-    return _prefect_secret(name, env)
+    return _prefect_secret(name, environ)
 
 
-def load_or_create_key(name: str, home: Home, environ: Mapping[str, str] | None = None) -> tuple[bytes, bool]:
+def load_or_create_key(name: str, home: Home, environ: Mapping[str, str]) -> tuple[bytes, bool]:
     """Return a 256-bit key (base64 in env/file/block) and whether it was just created."""
     existing = get_secret(name, home, environ)
     if existing:
@@ -82,7 +84,7 @@ def load_or_create_key(name: str, home: Home, environ: Mapping[str, str] | None 
     return load_or_create_key(name, home, environ)[0], False  # a concurrent run created it
 
 
-def require_key(name: str, home: Home, environ: Mapping[str, str] | None = None) -> bytes:
+def require_key(name: str, home: Home, environ: Mapping[str, str]) -> bytes:
     """Return an existing key, or raise ConfigError when it is missing (never create)."""
     existing = get_secret(name, home, environ)
     if not existing:
