@@ -12,6 +12,14 @@ from flows.analysis import analyse_flow
 def _summary(result: dict[str, Any]) -> str:
     lines = [f"analysis written to {result['out']} ({result['tables']} tables); "
              f"report: {result['report']}"]
+    qualitative = result.get("qualitative") or {}
+    if qualitative.get("status") == "analysed":
+        lines.append(f"qualitative strand: {qualitative['themes']} themes, "
+                     f"{qualitative['coded_segments']} coded segments (Framework matrices in "
+                     "restricted/)")
+    else:
+        reason = str(qualitative.get("status") or "no_coded_segments").replace("_", " ")
+        lines.append(f"qualitative strand: not analysed yet ({reason})")
     lines += [f"note: {note}" for note in result["notes"]]
     return "\n".join(lines)
 

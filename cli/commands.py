@@ -37,4 +37,11 @@ HANDLERS: dict[tuple[str, str | None], Handler] = {
     ("audit", "verify"): _lazy("cli.retention", "run_audit_verify_command"),
     ("serve", None): _lazy("cli.serve", "run_serve_command"),
     ("status", None): _lazy("cli.retention", "run_status_command"),
+    ("participants", "import"): _lazy("cli.participants", "run_participants_import_command"),
+    ("participants", "withdraw"): _lazy("cli.participants", "run_participants_withdraw_command"),
+    ("transcripts", "import"): _lazy("cli.transcripts", "run_transcripts_import_command"),
+    ("transcripts", "redact"): _lazy("cli.transcripts", "run_transcripts_redact_command"),
+    ("transcripts", "approve"): _lazy("cli.transcripts", "run_transcripts_approve_command"),
+    ("coding", "export"): _lazy("cli.coding", "run_coding_export_command"),
+    ("coding", "import"): _lazy("cli.coding", "run_coding_import_command"),
 }

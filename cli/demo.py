@@ -9,6 +9,14 @@ from cli.commands import Outcome
 from flows.demo import demo_flow
 
 
+def _qualitative(result: dict[str, Any]) -> str:
+    participants, transcripts, coding = result["participants"], result["transcripts"], result["coding"]
+    return (f"qualitative: {participants.get('participants', 0)} participants, "
+            f"{result['approved']} transcripts de-identified and approved, "
+            f"{coding.get('segments', 0)} coded segments; interviews, focus groups and coding "
+            "SIMULATED for the demo" + (" (already imported)" if transcripts.get("status") == "duplicate" else ""))
+
+
 def _summary(result: dict[str, Any]) -> str:
     ingest = result["ingest"]
     population = ingest.get("population") or {}
@@ -17,6 +25,7 @@ def _summary(result: dict[str, Any]) -> str:
         f"{population.get('episodes', 0)} episodes in the study window)",
         f"survey:    wave 1 drew {result['wave']['households']} households; "
         "responses SIMULATED for the demo",
+        _qualitative(result["qualitative"]),
         f"retention: dry run listed {len(result['retention'].get('due', []))} rule(s) due now",
         f"report:    {result['report']}",
     ])

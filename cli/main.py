@@ -72,6 +72,38 @@ def _positive(value: str) -> int:
     return number
 
 
+def _qualitative_parsers(sub: Any) -> None:
+    """The qualitative strand's commands (shared/spec/qualitative-v1.md)."""
+    participants = sub.add_parser("participants", help="the qualitative participants register")
+    p_sub = participants.add_subparsers(dest="action", required=True, metavar="ACTION")
+    p_import = p_sub.add_parser("import", help="import (replace) the encrypted participants register")
+    p_import.add_argument("file", type=Path)
+    p_import.add_argument("--json", action="store_true")
+    p_withdraw = p_sub.add_parser("withdraw", help="a participant withdraws: remove their data now")
+    p_withdraw.add_argument("participant_id")
+    p_withdraw.add_argument("--json", action="store_true")
+
+    transcripts = sub.add_parser("transcripts", help="interview and focus-group transcripts")
+    t_sub = transcripts.add_subparsers(dest="action", required=True, metavar="ACTION")
+    t_import = t_sub.add_parser("import", help="import an encrypted archive of transcripts")
+    t_import.add_argument("file", type=Path)
+    t_import.add_argument("--json", action="store_true")
+    for action, text in (("redact", "de-identify a session again (after deny-list changes)"),
+                         ("approve", "approve a session's de-identified transcript")):
+        t_action = t_sub.add_parser(action, help=text)
+        t_action.add_argument("session")
+        t_action.add_argument("--json", action="store_true")
+
+    coding = sub.add_parser("coding", help="the coding round trip with the researchers' QDA tool")
+    c_sub = coding.add_subparsers(dest="action", required=True, metavar="ACTION")
+    c_export = c_sub.add_parser("export", help="write a REFI-QDA project (.qdpx) or an Excel coding sheet")
+    c_export.add_argument("--out", type=Path, required=True)
+    c_export.add_argument("--json", action="store_true")
+    c_import = c_sub.add_parser("import", help="import a coded REFI-QDA project (.qdpx) or coding CSV")
+    c_import.add_argument("file", type=Path)
+    c_import.add_argument("--json", action="store_true")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every command."""
     parser = argparse.ArgumentParser(prog="cluster-eval", description=__doc__.splitlines()[0])
@@ -122,6 +154,8 @@ def build_parser() -> argparse.ArgumentParser:
     audit = sub.add_parser("audit", help="the audit log")
     audit_sub = audit.add_subparsers(dest="action", required=True, metavar="ACTION")
     audit_sub.add_parser("verify", help="check the hash chain")
+
+    _qualitative_parsers(sub)
 
     sub.add_parser("serve", help="serve every deployment to PREFECT_API_URL")
 

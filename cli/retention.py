@@ -73,6 +73,10 @@ def _status_summary(result: dict[str, Any]) -> str:
     for item in retention["unscheduled"]:
         lines.append(f"retention not scheduled: {item['rule']} ({item['reason']})")
     lines += [f"warning: {w}" for w in result["warnings"]]
+    stale = result.get("stale_outputs") or []
+    if stale:
+        lines.append(f"stale: {len(stale)} output(s) made before a participant withdrew: {', '.join(stale)}; "
+                     "re-run analyse and coding export, then delete the old ones")
     return "\n".join(lines)
 
 

@@ -4,14 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import io
+import re
+import zipfile
+from collections import Counter
 from datetime import date
 from pathlib import Path
+from xml.etree import ElementTree as ET  # noqa: S405 - parses the demo's own export
 
+import docx
 import polars as pl
 import pytest
+import webvtt
 from sqlalchemy import create_engine, text
 
 from cli.main import main
+from tasks.demo.qdpx_coder import expected_segments
+from tasks.demo.qualitative import make_corpus
 from tasks.demo.simulate import DEMO_RESPONSE_RATE
 from tasks.demo.synthetic import generate_tables
 
@@ -70,5 +79,70 @@ def test_demo_runs_every_stage(prefect_harness: None, tmp_path: Path, monkeypatc
     assert [(r["wave"], r["issued"], r["responded"]) for r in overall] == [("1", "50", "30")]
 
     names = _subflow_names()
-    for stage in ("demo", "ingest", "sample-wave", "import-responses", "analyse", "retention-sweep"):
+    for stage in ("demo", "ingest", "sample-wave", "import-responses", "participants-import",
+                  "transcripts-import", "coding-export", "coding-import", "analyse", "retention-sweep"):
         assert stage in names
+    assert "transcripts-approve" not in names  # the demo approves its four sessions in one task
+
+    _check_qualitative(tmp_path / "var", out, printed)
+
+
+def _turns_per_session(transcripts: dict[str, bytes]) -> dict[str, int]:
+    """Labelled paragraphs (docx), labelled lines (txt) and cues (vtt) of the synthetic transcripts."""
+    counts = {}
+    for name, data in transcripts.items():
+        session, fmt = name.rsplit(".", 1)
+        if fmt == "vtt":
+            counts[session] = len(webvtt.from_buffer(io.StringIO(data.decode())).captions)
+        else:
+            lines = ([p.text for p in docx.Document(io.BytesIO(data)).paragraphs] if fmt == "docx"
+                     else data.decode().splitlines())
+            counts[session] = sum(1 for line in lines if re.match(r"^[\w ]{1,40}: ", line))
+    return counts
+
+
+def _check_qualitative(home: Path, out: Path, printed: str) -> None:
+    """The qualitative strand ran end to end: register, de-identified transcripts, coding, matrices."""
+    corpus = make_corpus(SEED)
+    coded = home / "outputs" / "demo-coding-SIMULATED-coded.qdpx"
+    expected = Counter((s.session_id, s.turn_no, s.theme, s.subtheme, s.start_cp, s.end_cp)
+                       for s in expected_segments(coded.read_bytes()))
+    engine = create_engine(f"sqlite:///{home / 'cluster-eval.db'}")
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM qual_participants")).scalar() == 20
+        tokens = conn.execute(text("SELECT count(*) FROM qual_participants p JOIN responses r"
+                                   " ON r.token = p.survey_token WHERE r.q10_interview_opt_in")).scalar_one()
+        opted_in = int(conn.execute(text("SELECT count(*) FROM responses WHERE q10_interview_opt_in")).scalar_one())
+        assert tokens == min(7, opted_in) > 0
+        assert conn.execute(text("SELECT count(*) FROM qual_sessions WHERE approved_at IS NOT NULL")).scalar() == 4
+        turns: dict[str, int] = dict(conn.execute(text(
+            "SELECT session_id, count(*) FROM qual_turns GROUP BY session_id")).all())
+        assert turns == _turns_per_session(corpus.transcripts)
+        stored = Counter(tuple(r) for r in conn.execute(text(
+            "SELECT session_id, turn_no, theme, subtheme, start_cp, end_cp FROM qual_segments")).all())
+        assert stored == expected and expected.total() > 60
+        assert conn.execute(text("SELECT count(*) FROM qual_codes WHERE origin = 'coding'")).scalar() == 1
+    engine.dispose()
+    assert (f"qualitative: 20 participants, 4 transcripts de-identified and approved, "
+            f"{expected.total()} coded segments") in printed
+
+    # Nothing planted survives de-identification: not in the coding project, nor in any output.
+    with zipfile.ZipFile(coded) as project:
+        root = ET.fromstring(project.read("project.qde"))  # noqa: S314 - the demo's own export
+        sources = {s.get("name"): project.read(f"sources/{s.get('plainTextPath', '').split('//')[1]}").decode()
+                   for s in root.iter("{urn:QDA-XML:project:1.0}TextSource")}
+    outputs = [(out / "report.html").read_text(), *(p.read_text() for p in (out / "restricted").rglob("*.csv"))]
+    for planted in corpus.planted:
+        pattern = re.compile(rf"(?<!\w){re.escape(planted.text)}(?!\w)")
+        assert not pattern.search(sources[planted.session_id]), (planted.session_id, planted.kind)
+        assert not any(pattern.search(o) for o in outputs), (planted.session_id, planted.kind)
+
+    with (out / "restricted" / "framework_counts.csv").open() as handle:
+        counts = list(csv.DictReader(handle))
+    subthemes = {(r["theme"], r["subtheme"]) for r in counts}
+    assert {(r["theme"], r["subtheme"]) for r in corpus.codebook_rows} <= subthemes
+    assert any(r["subtheme"] == "Peer support" for r in counts)  # the code added while coding
+    assert len(list((out / "restricted" / "framework").glob("*.csv"))) == 4
+    report = (out / "report.html").read_text()
+    sections = report.split("What families and practitioners said")[1:]
+    assert len(sections) >= 3 and all("simulated" in part[:800].lower() for part in sections)  # marked DEMO

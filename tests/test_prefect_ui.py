@@ -19,7 +19,8 @@ import pytest
 CHROMIUM = os.environ.get("CLUSTER_EVAL_TEST_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
-STAGES = ("ingest", "sample-wave", "import-responses", "analyse", "retention-sweep")
+STAGES = ("ingest", "sample-wave", "import-responses", "participants-import", "transcripts-import",
+          "coding-export", "coding-import", "analyse", "retention-sweep")
 INGEST_STEPS = ("check archive", "decrypt", "read", "validate", "pseudonymise", "transform", "load",
                 "report")
 

@@ -201,9 +201,13 @@ def test_rules_table_reads_like_the_protocol() -> None:
         ("raw-extract", "raw_extract", "ingest", "raw_extract_days", "days"),
         ("contact-store", "contact_store", "fieldwork_end", "contact_days_after_fieldwork", "days"),
         ("fieldwork-packs", "fieldwork_pack", "fieldwork_end", "contact_days_after_fieldwork", "days"),
+        ("raw-transcripts", "raw_transcripts", "approval", "qualitative.raw_transcript_days", "days"),
+        ("register-personal-data", "register_personal_data", "last_approval",
+         "qualitative.register_days_after_approval", "days"),
         ("prefect-history-rolling", "prefect_history", "rolling", "prefect_history_days", "days"),
         *[(name, category, "publication", "months_after_publication", "months") for name, category in (
             ("survey-responses", "survey_responses"), ("analysis-store", "analysis_store"),
+            ("qualitative-data", "qualitative_data"),
             ("restricted-outputs", "restricted_outputs"), ("publication-outputs", "publication_outputs"),
             ("remaining-files", "other_files"), ("prefect-history-final", "prefect_history"),
             ("keys", "keys"))],
@@ -211,7 +215,11 @@ def test_rules_table_reads_like_the_protocol() -> None:
     assert all(r.what and r.how for r in rules)
     store = {r.name: (r.tables, r.keys) for r in rules if r.is_store}
     assert store == {"contact-store": (("contacts",), ("contact_key",)),
-                     "fieldwork-packs": ((), ("pack_passphrase",))}
+                     "fieldwork-packs": ((), ("pack_passphrase",)),
+                     "register-personal-data": ((), ("participant_key",)),
+                     "qualitative-data": (("qual_segments", "qual_codings", "qual_codes", "qual_turns",
+                                           "qual_sessions", "qual_withdrawals", "qual_participants",
+                                           "qual_deliveries"), ("transcript_key",))}
 
 
 @pytest.mark.parametrize(("day", "months", "expected"), [
@@ -284,8 +292,8 @@ def test_no_publication_date_leaves_the_final_group_unscheduled(tmp_path: Path, 
         inventory = take_inventory(conn, rt.home, "pilot", rules)
     schedule = plan_schedule(rules, rt.settings, inventory, rt.home, [], date(2022, 2, 8))
     assert [u["rule"] for u in schedule.unscheduled] == [
-        "survey-responses", "analysis-store", "restricted-outputs", "publication-outputs",
-        "remaining-files", "prefect-history-final", "keys"]
+        "survey-responses", "analysis-store", "qualitative-data", "restricted-outputs",
+        "publication-outputs", "remaining-files", "prefect-history-final", "keys"]
     assert [(e.rule, e.due_date.isoformat(), [u.target for u in e.units]) for e in schedule.next] == [
         ("raw-extract", "2022-02-09", [RAW1]),
         ("raw-extract", "2022-03-03", [RAW2, "extract_passphrase"]),
@@ -353,7 +361,7 @@ def test_a_key_held_outside_home_is_reported_not_destroyed() -> None:
     inventory = Inventory({}, (), {}, ("pack_passphrase",), None)
     warnings = keys_held_elsewhere(load_rules(), inventory, lambda name: name != "pseudonym_key")
     assert [w.split(" comes from")[0] for w in warnings] == [
-        "key extract_passphrase", "key contact_key"]
+        "key extract_passphrase", "key contact_key", "key participant_key", "key transcript_key"]
 
 
 def test_an_interrupted_item_is_finished_once(study: Runtime) -> None:
@@ -540,7 +548,7 @@ def test_dry_run_json_deletes_nothing(sqlite_study: Runtime, prefect_harness: No
         ("raw-extract", "2022-03-03", [("file", RAW2, 1, 0), ("key", "extract_passphrase", 0, 1)])]
     assert result["next"][0]["rule"] == "contact-store"
     assert result["next"][0]["items"][0] | {"tables": None} == {
-        "kind": "store", "target": "contact_store", "rows": 2, "tables": None, "files": 0, "keys": 1,
+        "kind": "store", "target": "contact_store", "rows": 2, "tables": None, "nulled": {}, "files": 0, "keys": 1,
         "flow_runs": 0, "artifacts": 0}
     assert state(sqlite_study) == expected_state("2022-01-31")
     assert audit_events(sqlite_study, DELETION_EVENT) == []

@@ -20,9 +20,18 @@ from docx.oxml.ns import qn
 from docx.shared import Cm, Pt, RGBColor
 
 from tasks.analysis.charts import Chart
+from tasks.analysis.framework import QuestionSaid
 from tasks.analysis.manifest import ReportContext
 from tasks.analysis.publication import survey_minimum
-from tasks.analysis.sections import Document, SectionView, TableView, build_document
+from tasks.analysis.sections import (
+    SAID_HEADING,
+    SAID_METHOD,
+    SAID_SIMULATED,
+    Document,
+    SectionView,
+    TableView,
+    build_document,
+)
 from tasks.analysis.tables import Analysis
 
 TITLE = "Cluster evaluation: analysis report"
@@ -76,6 +85,23 @@ def _figures(doc: Any, section: SectionView) -> None:
         doc.add_paragraph(f"{figure.chart.title}. {figure.chart.caption}")
 
 
+def _said(doc: Any, document: Document, said: QuestionSaid) -> None:
+    """What families and practitioners said: per theme, sentences in words and quotes."""
+    doc.add_heading(SAID_HEADING, level=2)
+    if document.simulated:
+        run = doc.add_paragraph().add_run(SAID_SIMULATED)
+        run.bold = True
+        run.font.color.rgb = RGBColor(0xD5, 0x5E, 0x00)
+    for theme in said.themes:
+        doc.add_heading(theme.theme, level=3)
+        if theme.none_raised:
+            doc.add_paragraph(theme.none_raised)
+        for item in theme.items:
+            doc.add_paragraph(item.sentence)
+            for quote in item.quotes:
+                doc.add_paragraph(f"“{quote.text}” — {quote.attribution}", style="Quote")
+
+
 def _section(doc: Any, document: Document, section: SectionView) -> None:
     doc.add_heading(section.title, level=1)
     _banner(doc, document)
@@ -85,6 +111,8 @@ def _section(doc: Any, document: Document, section: SectionView) -> None:
     _figures(doc, section)
     for view in section.tables:
         _table(doc, view)
+    if section.said is not None:
+        _said(doc, document, section.said)
     doc.add_heading("What the data cannot say", level=2)
     doc.add_paragraph(section.cannot_say + (f" {section.qualitative}" if section.qualitative
                                             else ""))
@@ -126,6 +154,8 @@ def write_docx(path: Path, analysis: Analysis, publication: Mapping[str, pl.Data
         "quartiles: Hyndman-Fan type 7. Key findings are written from the publication tables; "
         "every number in them is a published cell. The HTML report's Methods section has the "
         "full description.")
+    if context.qualitative is not None and context.qualitative.analysed:
+        doc.add_paragraph(SAID_METHOD)
     estimator = analysis.estimator.as_dict()
     doc.add_paragraph(
         f"Survey estimator (defaults survey.lonely_stratum = \"certainty\", survey.ci = "

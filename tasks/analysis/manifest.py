@@ -16,6 +16,7 @@ from typing import Any
 import polars as pl
 
 from tasks.analysis.folder import GENERATOR, MANIFEST, PUBLICATION, RESTRICTED
+from tasks.analysis.framework import NO_SEGMENTS, Framework, QualitativeReport
 from tasks.analysis.publication import survey_minimum
 from tasks.analysis.tables import Analysis
 from tasks.core.settings import Settings
@@ -65,6 +66,9 @@ class ReportContext:
     simulated_responses: bool = False
     #: the cross-table disclosure audit of the publication tables (publication.disclosure_audit)
     disclosure_audit: Mapping[str, Any] = field(default_factory=dict)
+    #: what the report says of the qualitative strand (tasks.analysis.framework); None = not
+    #: analysed yet
+    qualitative: QualitativeReport | None = None
 
 
 def make_context(settings: Settings, extracts: pl.DataFrame, waves: pl.DataFrame,
@@ -84,7 +88,17 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def build_manifest(root: Path, analysis: Analysis, context: ReportContext) -> dict[str, Any]:
+def qualitative_entry(framework: Framework | None, files: Sequence[str] = ()) -> dict[str, Any]:
+    """The manifest's account of the qualitative strand: status, counts, restricted files."""
+    if framework is None:
+        return {"status": NO_SEGMENTS, "themes": 0, "coded_segments": 0, "files": []}
+    return {"status": framework.status, "themes": len(framework.matrices),
+            "coded_segments": framework.coded_segments, "files": list(files)}
+
+
+def build_manifest(root: Path, analysis: Analysis, context: ReportContext,
+                   framework: Framework | None = None,
+                   framework_files: Sequence[str] = ()) -> dict[str, Any]:
     """The manifest of a staged output folder (every file but itself, with its SHA-256)."""
     files = sorted(p for p in root.rglob("*") if p.is_file() and p.name != MANIFEST)
     return {
@@ -101,6 +115,7 @@ def build_manifest(root: Path, analysis: Analysis, context: ReportContext) -> di
         "survey_status": analysis.survey_status,
         "survey_estimator": analysis.estimator.as_dict(),
         "simulated_responses": context.simulated_responses,
+        "qualitative": qualitative_entry(framework, framework_files),
         "notes": list(analysis.notes),
         "single_respondent_strata": {m: list(s) for m, s in
                                      analysis.single_respondent_strata.items()},

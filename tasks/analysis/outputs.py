@@ -12,7 +12,7 @@ import json
 import shutil
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,8 @@ from tasks.analysis.folder import (
     check_output_dir,
     swap_into_place,
 )
+from tasks.analysis.framework import Framework
+from tasks.analysis.framework_files import write_framework
 from tasks.analysis.manifest import ReportContext, build_manifest
 from tasks.analysis.publication import format_table
 from tasks.analysis.registry import TABLES
@@ -73,8 +75,14 @@ class WrittenOutputs:
 
 
 def write_outputs(out: Path, analysis: Analysis, publication: Mapping[str, pl.DataFrame],
-                  context: ReportContext) -> WrittenOutputs:
-    """Write every output to a temporary folder beside ``out``, then rename it into place."""
+                  context: ReportContext, framework: Framework | None = None) -> WrittenOutputs:
+    """Write every output to a temporary folder beside ``out``, then rename it into place.
+
+    With an analysed qualitative strand (``framework``) the restricted area also gets the
+    Framework matrices, counts and triangulation, and the report what was said.
+    """
+    if framework is not None:
+        context = replace(context, qualitative=framework.report)
     out = out.resolve()
     check_output_dir(out)
     out.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -82,6 +90,7 @@ def write_outputs(out: Path, analysis: Analysis, publication: Mapping[str, pl.Da
     staged.mkdir(mode=0o700)
     try:
         write_tables(staged, analysis, publication)
+        qualitative_files = write_framework(staged, framework) if framework is not None else []
         (staged / CHARTS).mkdir(mode=0o700)
         charts = draw_charts(publication, context.threshold)
         pngs = {chart.name: save_chart(chart, staged / CHARTS)["png"].read_bytes()
@@ -90,7 +99,7 @@ def write_outputs(out: Path, analysis: Analysis, publication: Mapping[str, pl.Da
         (staged / REPORT).write_text(render_report(analysis, publication, charts, pngs, context),
                                      encoding="utf-8")
         write_docx(staged / REPORT_DOCX, analysis, publication, charts, pngs, context)
-        manifest = build_manifest(staged, analysis, context)
+        manifest = build_manifest(staged, analysis, context, framework, qualitative_files)
         (staged / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n",
                                        encoding="utf-8")
         swap_into_place(staged, out)
@@ -110,4 +119,6 @@ def record_analysis_run(conn: Connection, cluster: str, out: Path, manifest: Map
     append_audit(conn, cluster, "analysis_written", {
         "out": str(out), "tables": len(manifest["tables"]), "files": len(manifest["files"]),
         "survey_status": manifest["survey_status"],
+        "qualitative": manifest["qualitative"]["status"],
+        "coded_segments": manifest["qualitative"]["coded_segments"],
     }, flow_run_id)

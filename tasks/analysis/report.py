@@ -20,7 +20,7 @@ from tasks.analysis.charts import Chart
 from tasks.analysis.folder import MANIFEST
 from tasks.analysis.manifest import ReportContext
 from tasks.analysis.publication import survey_minimum
-from tasks.analysis.sections import build_document
+from tasks.analysis.sections import SAID_HEADING, SAID_METHOD, SAID_SIMULATED, build_document
 from tasks.analysis.tables import Analysis
 
 TEMPLATE = "report.html.j2"
@@ -53,4 +53,7 @@ def render_report(analysis: Analysis, publication: Mapping[str, pl.DataFrame],
         generated_at=context.generated_at.isoformat(),
         survey_minimum=survey_minimum(context.threshold),
         manifest=MANIFEST,
+        said_heading=SAID_HEADING,
+        said_simulated=SAID_SIMULATED,
+        said_method=SAID_METHOD,
     )

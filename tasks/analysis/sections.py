@@ -18,6 +18,7 @@ import polars as pl
 from tasks.analysis.charts import Chart
 from tasks.analysis.disclosure import SUPPRESSED
 from tasks.analysis.findings import Finding, Ref, cell, key_findings
+from tasks.analysis.framework import QualitativeReport, QuestionSaid
 from tasks.analysis.labels import label
 from tasks.analysis.manifest import ReportContext
 from tasks.analysis.publication import survey_minimum
@@ -82,6 +83,22 @@ OVERRIDES = {"goal_score_change": "2a", "length_of_support_by_issue": "2a",
              "referrals_received": "1a", "length_of_support_median": "1a"}
 #: Difference in percentage points between respondents and frame worth naming.
 NOTABLE_POINTS = 10.0
+#: Heading of the qualitative part of a research question's section.
+SAID_HEADING = "What families and practitioners said"
+#: Label of the qualitative part when the analysis is a demo (simulated data).
+SAID_SIMULATED = ("Simulated data (demo): these accounts come from a synthetic corpus of "
+                  "interviews and focus groups, not from real families or practitioners.")
+#: The Methods note on the qualitative strand (shown once it is analysed).
+SAID_METHOD = ("Qualitative strand: transcripts of the family interviews and practitioner focus "
+               "groups were de-identified, coded by the research team and charted with the "
+               "Framework approach. How widely a subtheme was raised is said in words, of the "
+               "participants of each strand who took part: \"all\" every one, \"most\" more "
+               "than 60%, \"about half\" 40% to 60%, \"some\" fewer than 40%, \"one\" a "
+               "single participant. Quotes come only from participants who agreed to be quoted, "
+               "under their chosen pseudonym, within the study's word limit; participants who "
+               "withdrew are left out.")
+#: What a section says once the strand is analysed when no theme of the codebook informs it.
+NO_THEME = "No theme of the qualitative strand's codebook informs this question."
 
 
 @dataclass(frozen=True)
@@ -126,6 +143,8 @@ class SectionView:
     tables: Sequence[TableView]
     cannot_say: str
     qualitative: str | None = None
+    #: what families and practitioners said (analysed qualitative strand), else None
+    said: QuestionSaid | None = None
 
 
 @dataclass(frozen=True)
@@ -261,6 +280,17 @@ def _censoring(pub: Mapping[str, pl.DataFrame]) -> Finding:
                    "which tend to be the longest, so it understates typical length. " + km)
 
 
+def qualitative_part(key: str, pending: str | None,
+                     report: QualitativeReport | None) -> tuple[QuestionSaid | None, str | None]:
+    """A section's qualitative part and its "not analysed yet" line (one of them, or neither)."""
+    if report is None or not report.analysed:
+        return None, pending
+    said = report.questions.get(key)
+    if said is not None:
+        return said, None
+    return None, NO_THEME if pending else None
+
+
 def build_document(analysis: Analysis, publication: Mapping[str, pl.DataFrame],
                    charts: Sequence[Chart], pngs: Mapping[str, bytes],
                    context: ReportContext) -> Document:
@@ -272,8 +302,9 @@ def build_document(analysis: Analysis, publication: Mapping[str, pl.DataFrame],
         figures, tables = _views(key, publication, charts, pngs)
         said = findings[key] or [Finding("No figure for this question is published in this "
                                          "analysis.")]
+        spoken, pending = qualitative_part(key, qualitative, context.qualitative)
         sections.append(SectionView(key, title, question, said, figures, tables, cannot_say,
-                                    qualitative))
+                                    pending, spoken))
     figures, tables = _views(CAVEATS, publication, charts, pngs)
     caveats = SectionView(CAVEATS, "Caveats: what to bear in mind", "",
                           caveat_findings(analysis, publication, context, simulated),

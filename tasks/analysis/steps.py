@@ -14,6 +14,7 @@ from prefect.runtime import flow_run
 from sqlalchemy import Engine
 
 from tasks.analysis.folder import check_output_dir
+from tasks.analysis.framework import Framework, QualitativeData, build_framework, load_qualitative, read_codebook_order
 from tasks.analysis.manifest import make_context
 from tasks.analysis.measures import MeasureOptions
 from tasks.analysis.outputs import WrittenOutputs, record_analysis_run, write_outputs
@@ -68,9 +69,30 @@ def responses_are_simulated(engine: Engine, cluster: str) -> bool:
                                  {"cluster": cluster}).scalar_one())
 
 
+@stage_task("read-qualitative-data")
+def read_qualitative_data(engine: Engine, cluster: str, key: bytes | None,
+                          codebook: Path | None) -> QualitativeData:
+    """Read the register, codes, coded segments and (decrypted in memory) transcript turns."""
+    with engine.connect() as conn:
+        return load_qualitative(conn, cluster, key, read_codebook_order(codebook))
+
+
+@stage_task("build-framework-matrices")
+def build_framework_matrices(data: QualitativeData, max_quote_words: int) -> Framework:
+    """Framework matrices, counts, triangulation and the report's words and quotes."""
+    framework = build_framework(data, max_quote_words)
+    create_table_artifact(table=[framework.summary()], key="analysis-qualitative",
+                          description="Qualitative strand: themes, coded segments and "
+                                      "participants not withdrawn (counts only)")
+    get_run_logger().info("qualitative strand: %s, %d themes, %d coded segments",
+                          framework.status, len(framework.matrices), framework.coded_segments)
+    return framework
+
+
 @stage_task("write-outputs")
 def write_analysis(out: Path, analysis: Analysis, publication: dict[str, pl.DataFrame],
-                   data: StudyData, settings: Settings, simulated: bool = False) -> WrittenOutputs:
+                   data: StudyData, settings: Settings, simulated: bool = False,
+                   framework: Framework | None = None) -> WrittenOutputs:
     """Write tables, charts, workbook, report and manifest, then move them into place."""
     context = make_context(settings, data.extracts, data.waves, datetime.now(UTC), simulated)
     audit = disclosure_audit(analysis.tables, publication, settings.disclosure.threshold)
@@ -80,7 +102,7 @@ def write_analysis(out: Path, analysis: Analysis, publication: dict[str, pl.Data
                               "figure can be worked out across tables; nothing was written, "
                               "report this as a bug")
     context = replace(context, disclosure_audit=audit)
-    return write_outputs(out, analysis, publication, context)
+    return write_outputs(out, analysis, publication, context, framework)
 
 
 @stage_task("publish-artifacts")
@@ -117,4 +139,5 @@ def summarise(written: WrittenOutputs) -> dict[str, Any]:
         "tables": len(manifest["tables"]),
         "survey_status": manifest["survey_status"],
         "notes": manifest["notes"],
+        "qualitative": {k: manifest["qualitative"][k] for k in ("status", "themes", "coded_segments")},
     }

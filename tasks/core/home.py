@@ -39,11 +39,21 @@ class Home:
         return self.root / "outputs"
 
     @property
+    def qualitative_raw(self) -> Path:
+        """Encrypted qualitative deliveries (register, transcripts) kept until retention."""
+        return self.root / "raw" / "qualitative"
+
+    @property
+    def restricted(self) -> Path:
+        """Restricted working files of the research team (e.g. de-identification review lists)."""
+        return self.root / "restricted"
+
+    @property
     def prefect(self) -> Path:
         return self.root / "prefect"
 
     def folders(self) -> tuple[Path, ...]:
-        """Every folder the pipeline writes to."""
+        """Every folder the pipeline writes to (the qualitative ones are made on first use, 0700)."""
         return (self.root, self.raw, self.quarantine, self.keys, self.packs, self.outputs)
 
 

@@ -26,6 +26,8 @@ CONTACT_KEY = "contact_key"
 EXTRACT_PASSPHRASE = "extract_passphrase"  # noqa: S105 - a secret name, not a secret
 SMTP_PASSWORD = "smtp_password"  # noqa: S105
 PACK_PASSPHRASE = "pack_passphrase"  # noqa: S105
+PARTICIPANT_KEY = "participant_key"  # names of the qualitative register (qualitative-v1.md §1)
+TRANSCRIPT_KEY = "transcript_key"  # de-identified transcript turns (qualitative-v1.md §3)
 
 
 def _env_name(name: str) -> str:

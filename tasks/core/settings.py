@@ -161,6 +161,34 @@ class DeliverySettings(_Section):
     allocation_target_days: int = Field(10, ge=0, le=365)
 
 
+ThemeQuestion = Literal["1a", "1b", "1c", "2a", "2b", "2c"]
+
+
+class QualitativeSettings(_Section):
+    """The qualitative strand (shared/spec/qualitative-v1.md): codebook, deny-list, de-identification."""
+
+    codebook: Path | None = Field(None, description="the study codebook CSV: theme, subtheme, "
+                                  "research_question, description")
+    deny_list: Path | None = Field(None, description="de-identification deny-list (term,tag rows), "
+                                   "mode 0600, read where it is and never copied")
+    allow_list: Path | None = Field(None, description="capitalised terms the review list leaves out "
+                                    "(one per line), e.g. acronyms")
+    team_labels: tuple[str, ...] = Field(("Interviewer", "Facilitator", "Researcher"),
+                                         description="speaker labels of the research team")
+    raw_transcript_days: int = Field(30, ge=0, description="days after approval the encrypted "
+                                     "transcript delivery is deleted")
+    register_days_after_approval: int = Field(30, ge=0, description="days after the last session's "
+                                              "approval the register's personal data are deleted")
+    max_quote_words: int = Field(60, ge=5, le=500)
+
+    @field_validator("team_labels")
+    @classmethod
+    def _labels(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value or any(not label.strip() or ":" in label for label in value):
+            raise ValueError("must be one or more non-empty labels without ':'")
+        return value
+
+
 class Settings(BaseSettings):
     """Everything a command needs to know, validated once at start."""
 
@@ -177,6 +205,7 @@ class Settings(BaseSettings):
     retention: RetentionSettings = RetentionSettings()
     disclosure: DisclosureSettings = DisclosureSettings()
     delivery: DeliverySettings = DeliverySettings()
+    qualitative: QualitativeSettings = QualitativeSettings()
 
     @classmethod
     def settings_customise_sources(

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 
 from tasks.core.settings import Settings
-from tasks.retention.rules import Rule
+from tasks.retention.rules import APPROVAL_BASES, Rule, offset_value
 
 
 def add_months(day: date, months: int) -> date:
@@ -18,7 +18,7 @@ def add_months(day: date, months: int) -> date:
 
 
 def _shift(day: date, rule: Rule, settings: Settings) -> date:
-    amount = int(getattr(settings.retention, rule.offset))
+    amount = offset_value(rule, settings)
     return add_months(day, amount) if rule.unit == "months" else day + timedelta(days=amount)
 
 
@@ -37,9 +37,14 @@ def is_final_due(settings: Settings, as_of: date) -> bool:
 
 
 def rule_deadline(rule: Rule, settings: Settings, basis_day: date | None = None) -> date | None:
-    """When a rule (or, for basis ingest, one item registered on basis_day) falls due."""
+    """When a rule (or, for basis ingest, one item registered on basis_day) falls due.
+
+    For the approval bases basis_day is the approval day counted from (a delivery's last
+    approval, or the register's last session approval); None: not (all) approved yet.
+    """
     final = final_deadline(settings)
-    start = {"fieldwork_end": settings.survey.fieldwork_end, "ingest": basis_day}.get(rule.basis)
+    per_item = basis_day if rule.basis == "ingest" or rule.basis in APPROVAL_BASES else None
+    start = settings.survey.fieldwork_end if rule.basis == "fieldwork_end" else per_item
     own = None if start is None or rule.basis == "publication" else _shift(start, rule, settings)
     if own is None:
         return final

@@ -116,6 +116,7 @@ class PrefectRunHistory:
         from prefect.client.orchestration import get_client
         from prefect.exceptions import ObjectNotFound
 
+        _send_pending_logs()  # a log of these runs still queued in this process would outlive them
         with get_client(sync_client=True) as client:
             # Artifacts are not removed with their flow run (no foreign key): delete them first.
             for artifact in artifact_ids:
@@ -125,7 +126,7 @@ class PrefectRunHistory:
                 with contextlib.suppress(ObjectNotFound):
                     client.delete_flow_run(uuid.UUID(run))
 
-    def leftovers(self, run_ids: Sequence[str], wait_seconds: float = 15.0) -> dict[str, int]:
+    def leftovers(self, run_ids: Sequence[str], wait_seconds: float = 60.0) -> dict[str, int]:
         from prefect.client.orchestration import get_client
         from prefect.client.schemas.filters import (
             FlowRunFilter,
@@ -161,3 +162,18 @@ class PrefectRunHistory:
         return {"flow_runs": runs, "artifacts": artifacts, "logs": logs}
 
 
+def _send_pending_logs() -> None:
+    """Send the log records this process has queued for the Prefect API before runs are deleted.
+
+    Logs reach the API in batches from a background worker; one that arrives after its run was
+    deleted is never removed by the server (logs have no foreign key to their run).
+    """
+    import logging
+
+    from prefect.logging.handlers import APILogHandler
+
+    for name in ("prefect", "prefect.flow_runs", "prefect.task_runs"):
+        for handler in logging.getLogger(name).handlers:
+            if isinstance(handler, APILogHandler):
+                handler.flush()
+                return

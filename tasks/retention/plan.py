@@ -6,7 +6,7 @@ import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import date, timedelta
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from tasks.core.home import Home
@@ -15,8 +15,8 @@ from tasks.core.settings import Settings
 from tasks.retention.dates import day_of, final_deadline, rule_deadline
 from tasks.retention.files import resolve, shown, tree
 from tasks.retention.history import FlowRunRef
-from tasks.retention.inventory import Inventory, StoredFile
-from tasks.retention.rules import ALL, RULES_FILE, Rule
+from tasks.retention.inventory import Delivery, Inventory, StoredFile
+from tasks.retention.rules import ALL, RULES_FILE, Rule, offset_value
 
 #: Bases with one deadline for the whole rule (unscheduled while their date is not set).
 FIXED_BASES = ("fieldwork_end", "publication")
@@ -29,7 +29,7 @@ class Unit:
     rule: str
     category: str
     due_date: date
-    kind: str  # store | rows | file | folder | key | flow_runs
+    kind: str  # store | rows | file | folder | key | flow_runs | delivery
     target: str
     tables: tuple[tuple[str, int], ...] = ()
     files: tuple[str, ...] = ()
@@ -38,14 +38,17 @@ class Unit:
     keys: tuple[str, ...] = ()
     flow_runs: tuple[str, ...] = ()
     artifacts: tuple[str, ...] = ()
+    # Columns set to NULL: (table, columns, rows that have any of them).
+    nulls: tuple[tuple[str, tuple[str, ...], int], ...] = ()
 
     def item(self) -> dict[str, Any]:
-        """The JSON view: what and how much, no ids."""
+        """The JSON view: what and how much, no ids (rows = rows deleted or cleared)."""
         return {
             "kind": self.kind,
             "target": self.target,
-            "rows": sum(n for _, n in self.tables),
+            "rows": sum(n for _, n in self.tables) + sum(n for _, _, n in self.nulls),
             "tables": dict(self.tables),
+            "nulled": {t: n for t, _, n in self.nulls},
             "files": len(self.files),
             "keys": len(self.keys),
             "flow_runs": len(self.flow_runs),
@@ -62,6 +65,7 @@ class Unit:
         raw = json.loads(plan)
         raw["due_date"] = date.fromisoformat(raw["due_date"])
         raw["tables"] = tuple((t, n) for t, n in raw["tables"])
+        raw["nulls"] = tuple((t, tuple(c), n) for t, c, n in raw.get("nulls", ()))
         for name in ("files", "folders", "registered", "keys", "flow_runs", "artifacts"):
             raw[name] = tuple(raw[name])
         return cls(**raw)
@@ -131,6 +135,8 @@ class _Planner:
     inventory: Inventory
     home: Home
     claims: _Claims = field(default_factory=_Claims)
+    # Rules with items that have no due date yet (not approved, no publication date).
+    undated: set[str] = field(default_factory=set)
 
     def covers(self, rule: Rule, category: str) -> bool:
         """Whether a rule covers a file category (by name, or by * for categories no rule names)."""
@@ -143,13 +149,31 @@ class _Planner:
         """Whether rule is the last to cover a category (it removes the registered folder)."""
         return not any(self.covers(r, category) for r in self.rules[self.rules.index(rule) + 1 :])
 
+    def deadline(self, rule: Rule) -> date | None:
+        """The rule's one deadline (None: not scheduled); per-item bases: the final deadline."""
+        if rule.basis == "last_approval":
+            return rule_deadline(rule, self.settings, self.inventory.approvals.register_approved())
+        return rule_deadline(rule, self.settings)
+
     def units(self, rule: Rule, deadline: date | None, runs: Sequence[FlowRunRef], as_of: date) -> list[Unit]:
         """Every unit of one rule, due or not."""
         if rule.prefect:
             return self.history_units(rule, runs, as_of)
         if rule.basis == "ingest":
             return self.ingest_units(rule)
-        return self.fixed_units(rule, deadline or as_of)
+        if rule.basis == "approval":
+            return self.approval_units(rule)
+        if deadline is None:  # last_approval, not all approved and no publication date
+            self.undated.update([rule.name] if self.has_items(rule) else [])
+            return []
+        return self.fixed_units(rule, deadline)
+
+    def has_items(self, rule: Rule) -> bool:
+        """Whether anything exists that the rule would delete or clear (without claiming it)."""
+        nulls = rule.null_columns and self.inventory.nulls.get(rule.null_columns.table)
+        files = any(not f.deleted and self.covers(rule, f.category) for f in self.inventory.files)
+        keys = any(k in rule.keys for k in self.inventory.keys if k not in self.claims.keys)
+        return bool(nulls or files or keys or self.table_counts(rule))
 
     def registered_unit(self, rule: Rule, due: date, stored: StoredFile) -> Unit | None:
         """The unit of one registered file or folder, or None when an earlier rule took it all."""
@@ -216,13 +240,20 @@ class _Planner:
             (t, self.inventory.tables[t]) for t in rule.tables if self.inventory.tables.get(t)
         )
 
+    def null_counts(self, rule: Rule) -> tuple[tuple[str, tuple[str, ...], int], ...]:
+        """The rule's columns to clear, when some row of this cluster still has them."""
+        spec = rule.null_columns
+        count = self.inventory.nulls.get(spec.table, 0) if spec else 0
+        return ((spec.table, spec.columns, count),) if spec and count else ()
+
     def fixed_units(self, rule: Rule, deadline: date) -> list[Unit]:
-        """Units of a rule with one deadline (fieldwork end or publication)."""
+        """Units of a rule with one deadline (fieldwork end, publication, last approval)."""
         tables = self.table_counts(rule)
+        nulls = self.null_counts(rule)
         files = self.file_units(rule, lambda _stored: deadline)
         keys = self.key_names(rule, rule.keys)
         if rule.is_store:
-            if not (tables or files or keys):
+            if not (tables or nulls or files or keys):
                 return []
             return [
                 Unit(
@@ -236,11 +267,12 @@ class _Planner:
                     folders=tuple(p for u in files for p in u.folders),
                     registered=tuple(p for u in files for p in u.registered),
                     keys=keys,
+                    nulls=nulls,
                 )
             ]
-        rows_unit = [Unit(rule.name, rule.category, deadline, "rows", rule.category, tables=tables)]
+        rows_unit = [Unit(rule.name, rule.category, deadline, "rows", rule.category, tables=tables, nulls=nulls)]
         return (
-            (rows_unit if tables else [])
+            (rows_unit if tables or nulls else [])
             + files
             + [Unit(rule.name, rule.category, deadline, "key", k, keys=(k,)) for k in keys]
         )
@@ -262,6 +294,57 @@ class _Planner:
         ]
         return units
 
+    def approval_units(self, rule: Rule) -> list[Unit]:
+        """One unit per delivery: its encrypted file and its sessions' files in the rule's folders
+        (``<session>.<ext>``, e.g. review lists), due the offset after the last of its sessions was
+        approved (capped by, and until then at, the final deadline); strays at the final deadline.
+        """
+        approvals, final = self.inventory.approvals, final_deadline(self.settings)
+        live = [f for f in self.inventory.files if not f.deleted and self.covers(rule, f.category)]
+        of_session = approvals.delivery_of_session()
+        listed: dict[str, list[str]] = {}
+        strays: list[str] = []
+        for path in (p for folder in rule.folders for p in self.inventory.loose.get(folder, ())):
+            delivery = of_session.get(PurePosixPath(path).stem)
+            if delivery is None:
+                strays.append(path)
+            else:
+                listed.setdefault(delivery.shown, []).append(path)
+        covered = {f.shown for f in live}
+        units = [
+            unit
+            for d in approvals.deliveries
+            if d.sessions or d.shown in covered
+            if (unit := self.delivery_unit(rule, d, live, listed.get(d.shown, [])))
+        ]
+        known = {d.shown for d in approvals.deliveries}
+        strays += [f.shown for f in live if f.shown not in known]
+        if final is None:
+            self.undated.update([rule.name] if strays else [])
+            return units
+        registered = {f.shown: f.path for f in live}
+        return units + [
+            Unit(rule.name, rule.category, final, "file", p, files=(p,), registered=tuple(
+                [registered[p]] if p in registered else []))
+            for p in self.claims.take(self.claims.files, strays)
+        ]
+
+    def delivery_unit(
+        self, rule: Rule, delivery: Delivery, live: Sequence[StoredFile], listed: Sequence[str]
+    ) -> Unit | None:
+        """A delivery's unit (its file if it exists, its sessions' listed files), or None when nothing is left."""
+        due = rule_deadline(rule, self.settings, self.inventory.approvals.delivery_approved(delivery))
+        on_disk = resolve(self.home, delivery.shown)
+        registered = tuple(f.path for f in live if f.shown == delivery.shown)
+        own = [delivery.shown] if registered or on_disk.exists() or on_disk.is_symlink() else []
+        if due is None:
+            self.undated.update([rule.name] if own or listed else [])
+            return None
+        files = self.claims.take(self.claims.files, [*own, *listed])
+        if not files and not registered:
+            return None
+        return Unit(rule.name, rule.category, due, "delivery", delivery.shown, files=files, registered=registered)
+
     def history_units(self, rule: Rule, runs: Sequence[FlowRunRef], as_of: date) -> list[Unit]:
         """Prefect flow runs: rolling (older than the offset) or all at the final deadline."""
         pending = [r for r in runs if r.id not in self.claims.runs]
@@ -281,7 +364,7 @@ class _Planner:
 
     def runs_by_due_day(self, rule: Rule, pending: Sequence[FlowRunRef], as_of: date) -> dict[date, list[str]]:
         """Pending run ids by the day they fall due (the offset after the day each started)."""
-        days = int(getattr(self.settings.retention, rule.offset))
+        days = offset_value(rule, self.settings)
         by_day: dict[date, list[str]] = {}
         for run in pending:
             by_day.setdefault((day_of(run.start_time) or as_of) + timedelta(days=days), []).append(run.id)
@@ -304,11 +387,12 @@ class _Planner:
 
 
 def _unscheduled(rule: Rule) -> dict[str, str]:
-    reason = (
-        "survey.fieldwork_end and retention.publication_date are not set"
-        if rule.basis == "fieldwork_end"
-        else "retention.publication_date is not set"
-    )
+    reasons = {
+        "fieldwork_end": "survey.fieldwork_end and retention.publication_date are not set",
+        "approval": "some transcripts are not approved and retention.publication_date is not set",
+        "last_approval": "not every session's transcript is approved and retention.publication_date is not set",
+    }
+    reason = reasons.get(rule.basis, "retention.publication_date is not set")
     return {"category": rule.category, "rule": rule.name, "reason": reason}
 
 
@@ -334,11 +418,13 @@ def plan_schedule(
     entries: list[Entry] = []
     unscheduled: list[dict[str, str]] = []
     for rule in rules:
-        deadline = rule_deadline(rule, settings)
+        deadline = planner.deadline(rule)
         if deadline is None and rule.basis in FIXED_BASES:
             unscheduled.append(_unscheduled(rule))
             continue
         entries += _entries(rule, planner.units(rule, deadline, runs, as_of), deadline)
+        if rule.name in planner.undated:
+            unscheduled.append(_unscheduled(rule))
     due = tuple(e for e in entries if e.due_date <= as_of and e.units)
     upcoming = tuple(sorted((e for e in entries if e.due_date > as_of), key=lambda e: e.due_date))
     warnings = tuple(schedule_warnings(settings, inventory))

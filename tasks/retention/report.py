@@ -40,6 +40,7 @@ def deletion_table(deleted: Sequence[Deleted]) -> list[dict[str, Any]]:
             "rule": d.unit.rule,
             "item": d.unit.target,
             "rows": d.counts["rows"],
+            "nulled": sum(d.counts.get("nulled", {}).values()),
             "files": d.counts["files"],
             "keys": d.counts["keys"],
             "flow_runs": d.counts["flow_runs"],

@@ -22,6 +22,20 @@ def _table_query(name: str, table: str) -> TextClause:
     return text(query(name).text.format(table=table))
 
 
+@cache
+def _columns_query(name: str, table: str, columns: tuple[str, ...]) -> TextClause:
+    # As _table_query, for a statement over some columns of one table.
+    if not columns or not all(IDENTIFIER.match(n) for n in (table, *columns)):
+        raise ConfigError(f"columns of table {table!r} are not allowed")
+    return text(
+        query(name).text.format(
+            table=table,
+            assignments=", ".join(f"{c} = NULL" for c in columns),
+            any_set=" OR ".join(f"{c} IS NOT NULL" for c in columns),
+        )
+    )
+
+
 def database_tables(conn: Connection) -> dict[str, tuple[str, ...]]:
     """Every table of the analysis database with its column names."""
     inspector = inspect(conn)
@@ -52,4 +66,21 @@ def delete_rows(conn: Connection, table: str, cluster_id: str) -> int:
             f"deleting table {table} failed ({reason}); a table no retention rule names may "
             f"still refer to it: add it to {RULES_FILE}"
         ) from None
+    return result.rowcount or 0
+
+
+def count_set(conn: Connection, table: str, columns: tuple[str, ...], cluster_id: str) -> int:
+    """Rows of this cluster in one table where any of these columns is set (not NULL)."""
+    return int(
+        conn.execute(
+            _columns_query("retention_count_set", table, columns), {"cluster_id": cluster_id}
+        ).scalar_one()
+    )
+
+
+def null_columns(conn: Connection, table: str, columns: tuple[str, ...], cluster_id: str) -> int:
+    """Set these columns to NULL in every row of this cluster that has any of them (caller's transaction)."""
+    result = conn.execute(
+        _columns_query("retention_null_columns", table, columns), {"cluster_id": cluster_id}
+    )
     return result.rowcount or 0

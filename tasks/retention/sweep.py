@@ -34,7 +34,7 @@ from tasks.retention.history import RunHistory
 from tasks.retention.inventory import Inventory
 from tasks.retention.plan import Unit
 from tasks.retention.rules import Rule
-from tasks.retention.store import delete_rows
+from tasks.retention.store import delete_rows, null_columns
 
 DELETION_EVENT = "retention-deletion"
 
@@ -93,8 +93,15 @@ def unfinished_units(conn: Connection, cluster_id: str) -> list[tuple[str, Sweep
 
 
 def _protected(rule: Rule, inventory: Inventory) -> tuple[int, int]:
-    # Rows and files of a store that its key still protects.
+    # Rows and files of a store that its key still protects: everything it deletes, or only the
+    # rows of the tables named in key_protects (a cleared column's table: rows that still have it).
+    nulled = rule.null_columns.table if rule.null_columns else None
+    if rule.key_protects is not None:
+        return sum(
+            inventory.nulls.get(t, 0) if t == nulled else inventory.tables.get(t, 0) for t in rule.key_protects
+        ), 0
     rows_left = sum(inventory.tables.get(t, 0) for t in rule.tables)
+    rows_left += inventory.nulls.get(nulled, 0) if nulled else 0
     files_left = sum(
         1 for f in inventory.files if f.category in rule.file_categories and not f.deleted
     )
@@ -244,7 +251,7 @@ def _remove(home: Home, unit: Unit, history: RunHistory | None) -> int:
 
 
 def _audit_details(
-    unit: Unit, as_of: date, sweep_id: str, table_counts: dict[str, int]
+    unit: Unit, as_of: date, sweep_id: str, table_counts: dict[str, int], nulled: dict[str, int]
 ) -> dict[str, Any]:
     return {
         "category": unit.category,
@@ -253,8 +260,9 @@ def _audit_details(
         "due_date": unit.due_date.isoformat(),
         "kind": unit.kind,
         "item": unit.target,
-        "rows": sum(table_counts.values()),
+        "rows": sum(table_counts.values()) + sum(nulled.values()),
         "tables": ",".join(f"{t}={n}" for t, n in table_counts.items()),
+        "nulled": ",".join(f"{t}={n}" for t, n in nulled.items()),
         "files": len(unit.files),
         "keys": len(unit.keys),
         "flow_runs": len(unit.flow_runs),
@@ -273,6 +281,7 @@ def _close(
     flow_run_id: str | None,
 ) -> dict[str, Any]:
     with engine.begin() as conn:
+        nulled = {t: null_columns(conn, t, columns, cluster_id) for t, columns, _ in unit.nulls}
         table_counts = {t: delete_rows(conn, t, cluster_id) for t, _ in unit.tables}
         stamp = datetime.now(UTC).isoformat()
         for path in unit.registered:
@@ -280,11 +289,11 @@ def _close(
                 query("retention_file_deleted"),
                 {"cluster_id": cluster_id, "path": path, "deleted_at": stamp},
             )
-        details = _audit_details(unit, sweep.as_of, sweep.sweep_id, table_counts)
+        details = _audit_details(unit, sweep.as_of, sweep.sweep_id, table_counts, nulled)
         counts = {
             k: details[k] for k in ("kind", "rows", "files", "keys", "flow_runs", "artifacts")
         }
-        counts |= {"target": unit.target, "tables": table_counts}
+        counts |= {"target": unit.target, "tables": table_counts, "nulled": nulled}
         if started:
             conn.execute(
                 query("retention_ledger_done"),

@@ -32,6 +32,11 @@ def extract_summary(conn: Connection, cluster_id: str) -> dict[str, Any]:
     }
 
 
+def stale_outputs(conn: Connection, cluster_id: str) -> list[str]:
+    """Outputs (analysis folders, coding exports) registered before the latest participant withdrawal."""
+    return [row["path"] for row in rows(conn, "qual_stale_outputs", {"cluster_id": cluster_id})]
+
+
 @stage_task("summarise-status")
 def summarise_status(runtime: Runtime, running: tuple[str, ...]) -> dict[str, Any]:
     """Counts from the database and the retention schedule as of today (no personal data)."""
@@ -46,6 +51,7 @@ def summarise_status(runtime: Runtime, running: tuple[str, ...]) -> dict[str, An
         extracts = extract_summary(conn, runtime.cluster)
         survey = survey_status(conn, runtime.settings)
         last = last_sweep(conn, runtime.cluster)
+        stale = stale_outputs(conn, runtime.cluster)
     runs = project_runs(runtime, now, running)
     schedule = plan_schedule(rules, runtime.settings, inventory, runtime.home, runs, now.date())
     return {
@@ -60,4 +66,5 @@ def summarise_status(runtime: Runtime, running: tuple[str, ...]) -> dict[str, An
             "unscheduled": list(schedule.unscheduled),
         },
         "warnings": list(schedule.warnings) + problems + keys_held_elsewhere(rules, inventory, has_secret),
+        "stale_outputs": stale,
     }

@@ -39,6 +39,7 @@ _NESTED_MAGICS = (
     b"age-encryption.org/",  # age
     AGE_ARMOR_BEGIN.encode(),
 )
+_OFFICE_SUFFIXES = (".xlsx", ".docx")  # Office Open XML: a ZIP of parts, checked like one
 _BZIP2_MAGIC = re.compile(rb"BZh[1-9]1AY&SY")
 _TAR_MAGIC_OFFSET = 257
 
@@ -120,7 +121,7 @@ def _checked_members(contents: dict[str, bytes], file: str, limits: ArchiveLimit
     members: dict[str, bytes] = {}
     for name, content in contents.items():
         base = name.rsplit("/", 1)[-1]
-        if base.lower().endswith(".xlsx"):
+        if base.lower().endswith(_OFFICE_SUFFIXES):  # Office files are ZIPs by design
             _check_xlsx(base, content, file, limits)
         elif _is_nested_content(content):
             raise nested(name, file)
@@ -169,10 +170,13 @@ def _is_nested_content(content: bytes) -> bool:
 
 
 def _check_xlsx(name: str, content: bytes, file: str, limits: ArchiveLimits) -> None:
-    """An .xlsx is a ZIP: apply member count, size and ratio limits to its parts, streamed."""
-    what = f"workbook {name}"
+    """An .xlsx (or .docx) is a ZIP: apply member count, size and ratio limits to its parts, streamed."""
+    word = name.lower().endswith(".docx")
+    what = f"document {name}" if word else f"workbook {name}"
     if not content.startswith(ZIP_MAGIC):
         raise InputRejected(
+            f"{what} is not a valid DOCX file (it may be password-protected or an old .doc); "
+            "re-save it as an ordinary .docx document without a password" if word else
             f"{what} is not a valid XLSX file (it may be password-protected or an old .xls); "
             "re-save it as an ordinary .xlsx workbook without a password",
             file=file,

@@ -1,0 +1,1 @@
+SELECT selection_id, session_id, turn_no, participant_id, theme, subtheme, start_cp, end_cp FROM qual_segments WHERE cluster_id = :cluster ORDER BY session_id, turn_no, start_cp, selection_id, theme, subtheme

@@ -1,0 +1,1 @@
+SELECT sha256, kind, stored_path FROM qual_deliveries WHERE cluster_id = :cluster_id ORDER BY received_at, sha256

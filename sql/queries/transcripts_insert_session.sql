@@ -1,0 +1,1 @@
+INSERT INTO qual_sessions (cluster_id, session_id, delivery_sha256, source_format, source_sha256, imported_at, redacted_at, turns, words, replacements, review_entries) VALUES (:cluster_id, :session_id, :delivery_sha256, :source_format, :source_sha256, :imported_at, :redacted_at, :turns, :words, :replacements, :review_entries)

@@ -1,0 +1,1 @@
+INSERT INTO qual_turns (cluster_id, session_id, turn_no, source_line, speaker, participant_id, key_id, nonce, ciphertext, withdrawn) VALUES (:cluster_id, :session_id, :turn_no, :source_line, :speaker, :participant_id, :key_id, :nonce, :ciphertext, :withdrawn)

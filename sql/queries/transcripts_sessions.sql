@@ -1,0 +1,1 @@
+SELECT s.session_id, s.delivery_sha256, s.source_format, s.source_sha256, s.review_entries, s.approved_at, d.stored_path FROM qual_sessions s LEFT JOIN qual_deliveries d ON d.cluster_id = s.cluster_id AND d.sha256 = s.delivery_sha256 WHERE s.cluster_id = :cluster_id ORDER BY s.session_id

@@ -1,0 +1,1 @@
+UPDATE qual_sessions SET redacted_at = :redacted_at, turns = :turns, words = :words, replacements = :replacements, review_entries = :review_entries WHERE cluster_id = :cluster_id AND session_id = :session_id AND approved_at IS NULL
