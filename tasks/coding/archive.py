@@ -39,7 +39,7 @@ def read_qdpx(data: bytes, file_name: str, limits: ArchiveLimits = QDPX_LIMITS) 
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
     except _ZIP_ERRORS:
-        raise corrupt(file_name, "project archive") from None
+        raise corrupt(file_name, "project archive", _EXPORT_AGAIN) from None
     with archive:
         files = check_entries(archive.infolist(), file_name, limits, require_encryption=False)
         if any(info.flag_bits & FLAG_ENCRYPTED for info in files):
@@ -59,8 +59,11 @@ def read_qdpx(data: bytes, file_name: str, limits: ArchiveLimits = QDPX_LIMITS) 
             except InputRejected:
                 raise
             except _ZIP_ERRORS:
-                raise corrupt(file_name, "project archive") from None
+                raise corrupt(file_name, "project archive", _EXPORT_AGAIN) from None
     return members
+
+
+_EXPORT_AGAIN = "export the project from the QDA tool as REFI-QDA (.qdpx) again"
 
 
 def _project_member(files: list[zipfile.ZipInfo], file_name: str) -> zipfile.ZipInfo:

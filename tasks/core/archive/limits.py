@@ -57,12 +57,10 @@ def _ratio(limits: ArchiveLimits) -> str:
     return f"{limits.max_ratio:g}:1"
 
 
-def corrupt(file: str, what: str = "archive") -> InputRejected:
-    """The refusal of a damaged archive (or age file, or workbook)."""
-    return InputRejected(
-        f"{what} is corrupt or truncated; ask the sender to export the extract and send it again",
-        file=file,
-    )
+def corrupt(file: str, what: str = "archive", remedy: str = "ask the sender to export the extract and send it again"
+            ) -> InputRejected:
+    """The refusal of a damaged archive (or age file, or workbook); ``remedy`` says what to do."""
+    return InputRejected(f"{what} is corrupt or truncated; {remedy}", file=file)
 
 
 def too_many(file: str, limits: ArchiveLimits, what: str = "archive") -> InputRejected:
