@@ -27,10 +27,10 @@ from lxml import etree
 from sqlalchemy import text
 
 from tasks.coding.codebook import CodeRow, code_guid, load_codebook
-from tasks.coding.csv_route import neutralise
 from tasks.coding.refi_export import NS, export_coding
 from tasks.coding.refi_import import import_coding
 from tasks.coding.store import session_guid
+from tasks.core.csvsafe import neutralise
 from tasks.core.errors import ConfigError, InputRejected
 from tasks.core.runtime import Runtime, open_runtime, use_runtime
 from tasks.core.secrets import PARTICIPANT_KEY, TRANSCRIPT_KEY

@@ -37,11 +37,12 @@ from tasks.analysis.framework import (
     load_qualitative,
     read_codebook_order,
 )
-from tasks.analysis.framework_files import csv_text, neutralise, sheet_names, write_framework
+from tasks.analysis.framework_files import sheet_names, write_framework
 from tasks.analysis.manifest import qualitative_entry
 from tasks.analysis.outputs import write_outputs
 from tasks.analysis.report import render_report
 from tasks.analysis.sections import NO_THEME, SAID_HEADING
+from tasks.core.csvsafe import csv_bytes, neutralise
 from tasks.core.runtime import Runtime
 from tasks.core.secrets import TRANSCRIPT_KEY
 from tasks.qualitative.model import FAMILY, PRACTITIONER, key_id, seal, turn_aad
@@ -326,7 +327,7 @@ def test_sheet_names_and_csv_neutralising() -> None:
         "history (2)", "quoted"]
     assert [neutralise(v) for v in ("=1+1", "+44", "-3", "@SUM", "\tx", "\rx", "plain", None)] == [
         "'=1+1", "'+44", "'-3", "'@SUM", "'\tx", "'\rx", "plain", ""]
-    assert csv_text(["a", "b"], [["=x", "1,2"]]) == b"a,b\n'=x,\"1,2\"\n"
+    assert csv_bytes(["a", "b"], [["=x", "1,2"]]) == b"a,b\n'=x,\"1,2\"\n"
 
 
 def test_extent_words_cut_offs() -> None:

@@ -8,10 +8,8 @@ its cells are written as strings, never formulas. Nothing here goes to ``publica
 
 from __future__ import annotations
 
-import csv
-import io
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,31 +17,16 @@ import xlsxwriter
 
 from tasks.analysis.folder import GENERATOR, RESTRICTED
 from tasks.analysis.framework import Framework, Matrix
+from tasks.core.csvsafe import csv_bytes
 
 FRAMEWORK_DIR = "framework"
 FRAMEWORK_WORKBOOK = "framework.xlsx"
 FRAMEWORK_COUNTS = "framework_counts.csv"
 TRIANGULATION = "triangulation.csv"
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 SHEET_NAME_MAX = 31
 #: Column widths of the matrix sheets (characters): pseudonym, strand, role, then each subtheme.
 WIDTHS = (18, 26, 18)
 SUBTHEME_WIDTH = 60
-
-
-def neutralise(value: object) -> str:
-    """A cell as CSV text, with a leading ``'`` when it would start a spreadsheet formula."""
-    text = "" if value is None else str(value)
-    return "'" + text if text.startswith(FORMULA_STARTS) else text
-
-
-def csv_text(header: Sequence[str], rows: Iterable[Sequence[object]]) -> bytes:
-    """UTF-8 CSV: one header row, LF line ends, every cell neutralised."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow([neutralise(h) for h in header])
-    writer.writerows([neutralise(v) for v in row] for row in rows)
-    return buffer.getvalue().encode("utf-8")
 
 
 def sheet_names(themes: Sequence[str]) -> list[str]:
@@ -98,11 +81,11 @@ def write_framework(root: Path, framework: Framework) -> list[str]:
     written = []
     for matrix in framework.matrices:
         name = f"{RESTRICTED}/{FRAMEWORK_DIR}/{matrix.theme.slug}.csv"
-        (root / name).write_bytes(csv_text(matrix.header, matrix.rows))
+        (root / name).write_bytes(csv_bytes(matrix.header, matrix.rows))
         written.append(name)
     write_matrix_workbook(restricted / FRAMEWORK_WORKBOOK, framework)
-    (restricted / FRAMEWORK_COUNTS).write_bytes(csv_text(framework.counts_header, framework.counts))
-    (restricted / TRIANGULATION).write_bytes(csv_text(framework.triangulation_header,
+    (restricted / FRAMEWORK_COUNTS).write_bytes(csv_bytes(framework.counts_header, framework.counts))
+    (restricted / TRIANGULATION).write_bytes(csv_bytes(framework.triangulation_header,
                                                       framework.triangulation))
     return written + [f"{RESTRICTED}/{FRAMEWORK_WORKBOOK}", f"{RESTRICTED}/{FRAMEWORK_COUNTS}",
                       f"{RESTRICTED}/{TRIANGULATION}"]

@@ -21,29 +21,18 @@ from sqlalchemy import Connection
 from tasks.coding.archive import check_workbook
 from tasks.coding.codebook import MAX_NAME, CodeRow
 from tasks.coding.store import Coding, Segment, SessionText, TurnSpan, approved_sessions, session_texts
+from tasks.core.csvsafe import csv_bytes
 from tasks.core.errors import InputRejected
 
 SHEET_COLUMNS = ("session_id", "line", "speaker", "text", "theme", "subtheme")
 RANGE_COLUMNS = ("session_id", "line_start", "line_end", "theme", "subtheme")
 SHEET_NAME = "coding"
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-def neutralise(cell: str) -> str:
-    """A cell a spreadsheet will not run as a formula (a leading ``'`` where it could)."""
-    return "'" + cell if cell.startswith(_FORMULA_START) else cell
-
 
 def coding_sheet(texts: Sequence[SessionText], kind: str) -> bytes:
     """The coding sheet of these sessions as CSV (UTF-8 with BOM, for Excel) or xlsx bytes."""
     rows = [(t.session_id, turn.turn_no, turn.speaker, turn.words) for t in texts for turn in t.turns]
     if kind == "csv":
-        buffer = io.StringIO(newline="")
-        writer = csv.writer(buffer, lineterminator="\r\n")
-        writer.writerow(SHEET_COLUMNS)
-        for session_id, line, speaker, words in rows:
-            writer.writerow([neutralise(session_id), line, neutralise(speaker), neutralise(words), "", ""])
-        return ("\ufeff" + buffer.getvalue()).encode("utf-8")
+        return csv_bytes(SHEET_COLUMNS, [(*row, "", "") for row in rows], line_end="\r\n", excel_bom=True)
     out = io.BytesIO()
     workbook = xlsxwriter.Workbook(out, {"in_memory": True, "strings_to_formulas": False,
                                          "strings_to_urls": False, "strings_to_numbers": False})

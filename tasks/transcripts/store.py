@@ -7,8 +7,6 @@ only numbers, codes and speaker ids. Callers run these inside their one transact
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from collections import Counter
 from collections.abc import Sequence
@@ -17,6 +15,7 @@ from pathlib import Path
 
 from sqlalchemy import Connection
 
+from tasks.core.csvsafe import csv_bytes
 from tasks.core.db import query, rows
 from tasks.core.home import Home, write_private
 from tasks.qualitative.model import key_id, seal, turn_aad
@@ -170,11 +169,7 @@ def review_list_path(home: Home, session_id: str) -> Path:
 
 def review_csv(session_id: str, review: Sequence[tuple[int, str]]) -> bytes:
     """The review list as CSV bytes: session_id, line (= turn number), term."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(REVIEW_COLUMNS)
-    writer.writerows((session_id, line, term) for line, term in review)
-    return buffer.getvalue().encode("utf-8")
+    return csv_bytes(REVIEW_COLUMNS, [(session_id, line, term) for line, term in review])
 
 
 def write_review_list(home: Home, session: SessionTranscript) -> Path:
