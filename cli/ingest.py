@@ -10,27 +10,21 @@ from cli.commands import Outcome
 from flows.ingest import ingest_flow
 from tasks.core.runtime import current_runtime
 from tasks.core.secrets import CONTACT_KEY, PSEUDONYM_KEY
+from tasks.ingest.steps import ExtractRejected, summary_line
 
 
 def _summary(result: dict[str, Any]) -> str:
-    status, sha = result["status"], (result["sha256"] or "")[:12]
-    if status == "rejected":
-        return f"extract {sha or 'file'} rejected and moved to quarantine: {result['error']}"
-    if status == "duplicate":
-        return f"extract {sha} was already ingested; nothing to do"
-    tables = "; ".join(f"{t} {c['loaded']} loaded, {c['quarantined']} quarantined"
-                       for t, c in result["tables"].items())
-    population = result["population"]
-    return (f"extract {sha} ingested: {tables}. Study population: {population['families']} "
-            f"families, {population['episodes']} episodes. Data-quality report: "
-            f"outputs/data-quality/{sha}.csv")
+    return summary_line(result)
 
 
 def run_ingest_command(args: argparse.Namespace) -> Outcome:
     """``cluster-eval ingest FILE [--json]``: exit 1 when the extract is rejected."""
     home, secrets = current_runtime().home, current_runtime().secrets
     missing = [name for name in (PSEUDONYM_KEY, CONTACT_KEY) if not secrets.exists(name)]
-    result = ingest_flow(str(args.file))
+    try:
+        result = ingest_flow(str(args.file))
+    except ExtractRejected as rejected:  # the run ended Failed with this line
+        result = rejected.result
     for name in missing:
         if secrets.exists(name):
             print(f"cluster-eval: created a new {name.replace('_', ' ')} at {home.keys / name} "

@@ -157,7 +157,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     _qualitative_parsers(sub)
 
-    sub.add_parser("serve", help="serve every deployment to PREFECT_API_URL")
+    serve = sub.add_parser("serve", help="serve every deployment to PREFECT_API_URL")
+    serve.add_argument("--allow-unauthenticated", action="store_true",
+                       help="serve to a server on another machine without PREFECT_API_AUTH_STRING")
 
     status = sub.add_parser("status", help="extracts, waves, response rates, next deletions")
     status.add_argument("--json", action="store_true")
@@ -171,6 +173,16 @@ def _emit(result: dict[str, Any], as_json: bool, summary: Callable[[dict[str, An
         print(summary(result))
 
 
+def _check_named_server() -> None:
+    """A server named by PREFECT_API_URL must answer: one line naming it, not Prefect's traceback."""
+    from prefect.settings import PREFECT_API_URL
+
+    if PREFECT_API_URL.value():
+        from deployments.serve import check_server, server_access
+
+        check_server(server_access(), allow_unauthenticated=True)
+
+
 def _run(args: argparse.Namespace) -> int:
     # Imported here so Prefect reads the environment configure_prefect_env() prepared.
     from prefect import tags
@@ -179,6 +191,8 @@ def _run(args: argparse.Namespace) -> int:
     from tasks.core.runtime import current_runtime
 
     handler = commands.HANDLERS[(args.command, getattr(args, "action", None))]
+    if args.command != "serve":  # serve makes the stricter check itself (credentials when remote)
+        _check_named_server()
     with tags(*current_runtime().run_tags):  # every run of this command carries its cluster
         result, code, summary = handler(args)
     if result is not None:

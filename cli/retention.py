@@ -7,8 +7,8 @@ import sys
 from typing import Any
 
 from cli.commands import Outcome
-from flows.audit import audit_verify_flow
-from flows.retention import retention_flow
+from flows.audit import AuditChainBroken, audit_line, audit_verify_flow
+from flows.retention import RetentionNotVerified, retention_flow
 from flows.status import status_flow
 
 
@@ -39,16 +39,11 @@ def _retention_summary(result: dict[str, Any]) -> str:
 
 def run_retention_command(args: argparse.Namespace) -> Outcome:
     """``cluster-eval retention [--as-of D] [--dry-run] [--json]``: exit 1 if anything remains."""
-    result = retention_flow(as_of=args.as_of, dry_run=args.dry_run)
-    check = result["verification"]
-    if check is not None and not check["ok"]:
-        print(
-            f"cluster-eval: error: retention verification found data that should be gone: "
-            f"{check['remaining']}; see the JSON 'verification' items",
-            file=sys.stderr,
-        )
-        return result, 1, _retention_summary
-    return result, 0, _retention_summary
+    try:
+        return retention_flow(as_of=args.as_of, dry_run=args.dry_run), 0, _retention_summary
+    except RetentionNotVerified as exc:
+        print(f"cluster-eval: error: {exc}", file=sys.stderr)
+        return exc.result, 1, _retention_summary
 
 
 def _status_summary(result: dict[str, Any]) -> str:
@@ -85,16 +80,10 @@ def run_status_command(args: argparse.Namespace) -> Outcome:
     return status_flow(), 0, _status_summary
 
 
-def _audit_summary(result: dict[str, Any]) -> str:
-    if result["ok"]:
-        return f"audit log intact: {result['entries']} entries"
-    return f"audit log broken at entry {result['first_broken_seq']}: {result['reason']}"
-
-
 def run_audit_verify_command(args: argparse.Namespace) -> Outcome:
     """``cluster-eval audit verify``: exit 1 when the chain is broken."""
-    result = audit_verify_flow()
-    if not result["ok"]:
-        print(f"cluster-eval: error: {_audit_summary(result)}", file=sys.stderr)
-        return None, 1, _audit_summary
-    return result, 0, _audit_summary
+    try:
+        return audit_verify_flow(), 0, audit_line
+    except AuditChainBroken as exc:
+        print(f"cluster-eval: error: {exc}", file=sys.stderr)
+        return None, 1, audit_line

@@ -1,17 +1,36 @@
-"""Audit flow: verify the hash chain of the audit log."""
+"""Audit flow: verify the hash chain of the audit log (a broken chain ends the run Failed)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
-from prefect import flow
-
 from tasks.core import flow_names
+from tasks.core.errors import UserFacingError
+from tasks.core.flowrun import project_flow
 from tasks.core.runtime import current_runtime
 from tasks.core.steps import verify_audit_chain
 
 
-@flow(name=flow_names.AUDIT_VERIFY, persist_result=False)
+class AuditChainBroken(UserFacingError):
+    """The audit log's hash chain is broken; ``result`` is the ``audit verify`` result."""
+
+    def __init__(self, message: str, result: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.result = result
+
+
+def audit_line(result: Mapping[str, Any]) -> str:
+    """The one line ``audit verify`` tells its result by (counts and the entry number only)."""
+    if result["ok"]:
+        return f"audit log intact: {result['entries']} entries"
+    return f"audit log broken at entry {result['first_broken_seq']}: {result['reason']}"
+
+
+@project_flow(flow_names.AUDIT_VERIFY, run_name=lambda p: "audit verify", summary=audit_line)
 def audit_verify_flow() -> dict[str, Any]:
     """Recompute every audit entry's hash and back-link; report the first broken one."""
-    return verify_audit_chain(current_runtime().engine)
+    result = verify_audit_chain(current_runtime().engine)
+    if not result["ok"]:
+        raise AuditChainBroken(audit_line(result), result)
+    return result

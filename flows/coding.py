@@ -1,19 +1,35 @@
-"""Coding round-trip flows: export a coding project, import the coded project (qualitative-v1.md §4)."""
+"""Coding round-trip flows: export a coding project, import the coded project (qualitative-v1.md §4).
+
+A coding imported last time ends Completed with a line saying there was nothing to do (its
+counts artifact is left as the last import published it).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from prefect import flow
 from prefect.runtime import flow_run
 
 from tasks.coding.steps import export_coding_task, import_coding_task, publish_coding_counts_task
 from tasks.core import flow_names
+from tasks.core.flowrun import NothingToDo, project_flow
 from tasks.core.runtime import current_runtime
 
 
-@flow(name=flow_names.CODING_EXPORT, persist_result=False)
+def _export_summary(result: Mapping[str, Any]) -> str:
+    return (f"coding export ({result['format']}): {result['sessions']} approved session(s), {result['turns']} "
+            f"turns, {result['codes']} codes, {result['cases']} cases")
+
+
+def _import_summary(result: Mapping[str, Any]) -> str:
+    return (f"coding import ({result['kind']}): {result['selections']} coded selection(s) in {result['sessions']} "
+            f"session(s), {result['segments']} segments stored, {result['segments_dropped_withdrawn']} in "
+            f"withdrawn participants' turns left out, {result['codes_added']} code(s) added while coding")
+
+
+@project_flow(flow_names.CODING_EXPORT, run_name=lambda p: "coding export", summary=_export_summary)
 def coding_export_flow(out: Path) -> dict[str, Any]:
     """Export the approved, de-identified transcripts for coding.
 
@@ -27,7 +43,7 @@ def coding_export_flow(out: Path) -> dict[str, Any]:
     return result
 
 
-@flow(name=flow_names.CODING_IMPORT, persist_result=False)
+@project_flow(flow_names.CODING_IMPORT, run_name=lambda p: "coding import", summary=_import_summary)
 def coding_import_flow(path: Path) -> dict[str, Any]:
     """Import the researchers' coding; it replaces every coded segment stored before.
 
@@ -37,5 +53,8 @@ def coding_import_flow(path: Path) -> dict[str, Any]:
     """
     rt = current_runtime()
     result = import_coding_task(rt, Path(path), flow_run.get_id())
+    if result["status"] == "duplicate":
+        raise NothingToDo(f"this coding is the one imported last (sha256 {result['sha256'][:12]}…); "
+                          "nothing to do", result)
     publish_coding_counts_task(rt.cluster, "import", result)
     return result

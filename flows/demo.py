@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from prefect import flow
 from prefect.runtime import flow_run
 
 from flows.analysis import analyse_flow
@@ -22,6 +21,7 @@ from flows.retention import retention_flow
 from flows.sampling import sample_flow
 from flows.transcripts import transcripts_import_flow
 from tasks.core import flow_names
+from tasks.core.flowrun import project_flow
 from tasks.core.runtime import current_runtime, use_runtime
 from tasks.demo.simulate import demo_passphrase
 from tasks.demo.steps import (
@@ -29,6 +29,7 @@ from tasks.demo.steps import (
     check_demo_ingest,
     demo_coding_path,
     demo_output_dir,
+    demo_run_line,
     demo_summary,
     make_synthetic_extract,
     make_synthetic_qualitative,
@@ -42,9 +43,9 @@ DEMO_SEED = 2021
 DEMO_WAVE = 1
 
 
-@flow(name=flow_names.DEMO, persist_result=False)
+@project_flow(flow_names.DEMO, run_name=lambda p: f"demo {p.get('families', 400)} families", summary=demo_run_line)
 def demo_flow(out: str | None = None, families: int = 400, seed: int = DEMO_SEED) -> dict[str, Any]:
-    """Run every stage end to end on synthetic data.
+    """Run every stage end to end on synthetic data (each stage a subflow with its own one-line summary).
 
     Args:
         out: folder for the analysis outputs (default CLUSTER_EVAL_HOME/outputs/demo).

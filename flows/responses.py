@@ -1,18 +1,21 @@
 """Response flows: import a survey export; withdraw a household.
 
 ``withdraw`` never passes the token to Prefect: the flow receives its SHA-256 and finds the
-household by it, so the token does not appear in flow parameters or the UI.
+household by it, so the token does not appear in flow parameters, the run's name or the UI.
+An export imported before ends Completed with a line saying there was nothing to do.
 """
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from prefect import flow
 from prefect.runtime import flow_run
 
 from tasks.core import flow_names
+from tasks.core.flowrun import NothingToDo, project_flow
 from tasks.core.runtime import current_runtime
 from tasks.survey.steps import (
     compact_database_task,
@@ -24,7 +27,30 @@ from tasks.survey.steps import (
 )
 
 
-@flow(name=flow_names.IMPORT_RESPONSES, persist_result=False)
+def _import_name(params: Mapping[str, Any]) -> str:
+    """``import responses <sha256[:8]>`` of the file (the same short hash the audit log keeps)."""
+    try:
+        digest = hashlib.sha256(Path(params["path"]).read_bytes()).hexdigest()[:8]
+    except OSError:
+        return "import responses (unreadable file)"
+    return f"import responses {digest}"
+
+
+def _import_summary(result: Mapping[str, Any]) -> str:
+    rate = result["response_rate"]
+    return (f"{result['rows']} rows: {result['accepted']} accepted, {result['quarantined']} quarantined, "
+            f"{len(result['duplicates'])} duplicate(s), {result['already_stored']} already stored; "
+            f"respondents {rate['responded']} of {rate['issued']} issued, target {rate['target_respondents']}")
+
+
+def _withdraw_summary(result: Mapping[str, Any]) -> str:
+    already = "had already withdrawn" if result["status"] == "already_withdrawn" else "withdrawn"
+    return (f"household {already} (wave {result['wave']}): {result['responses_deleted']} response(s), "
+            f"{result['contact_deleted']} contact record(s), {result['interview_draws_deleted']} interview "
+            "draw(s) deleted; never to be contacted again")
+
+
+@project_flow(flow_names.IMPORT_RESPONSES, run_name=_import_name, summary=_import_summary)
 def import_flow(path: Path) -> dict[str, Any]:
     """Validate and import a survey response export; update progress and response-rate artifacts.
 
@@ -37,10 +63,13 @@ def import_flow(path: Path) -> dict[str, Any]:
     result = import_responses_task(rt.engine, rt.settings, Path(path), flow_run.get_id())
     finish_progress_task(progress, result)
     publish_response_rates_task(rt.engine, rt.settings)
+    if result.status == "duplicate":
+        raise NothingToDo(f"this survey export was imported before (sha256 {result.sha256[:12]}…); "
+                          "nothing to do", result.as_json())
     return result.as_json()
 
 
-@flow(name=flow_names.WITHDRAW, persist_result=False)
+@project_flow(flow_names.WITHDRAW, run_name=lambda p: "withdraw household", summary=_withdraw_summary)
 def withdraw_flow(token_sha256: str) -> dict[str, Any]:
     """Delete a household's survey data and contact details now and never contact it again.
 

@@ -226,6 +226,17 @@ def live_prefect_server(prefect_server: PrefectServer, tmp_path: Path) -> tuple[
     return prefect_server.url, {**prefect_server.env, "PREFECT_HOME": str(tmp_path / "prefect")}
 
 
+def wait_for(what: str, probe: Any, timeout: float = 120, interval: float = 0.5) -> Any:
+    """Poll ``probe`` (an API or database read) until it returns something truthy; fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(interval)
+
+
 def stop_process_group(process: subprocess.Popen) -> None:
     """SIGTERM (twice: a Prefect runner may ignore the first), then SIGKILL."""
     for sig in (signal.SIGTERM, signal.SIGTERM, signal.SIGKILL):

@@ -442,6 +442,14 @@ def code_guid(project: Project, theme: str, subtheme: str = "") -> str:
     return next(g for g, c in project.codes.items() if c == (theme, subtheme))
 
 
+def coded_once(exported: bytes) -> bytes:
+    """The exported project with one coded selection ("mornings got calmer": Impact / Parenting)."""
+    project = read_project(exported)
+    [(guid, plain)] = [(g, t) for g, t in project.texts.items() if "mornings got calmer" in t]
+    start = plain.index("mornings got calmer")
+    return add_selections(exported, [(guid, start, start + 19, code_guid(project, "Impact", "Parenting"))])
+
+
 # --------------------------------------------------------------------------- expectations
 
 

@@ -218,11 +218,11 @@ def test_flow_publishes_publication_tables_and_report_location(
     with use_runtime(sqlite_runtime):
         result = analyse_flow(out=str(out))
     assert result["survey_status"] == "no_sample" and result["tables"] == 42
-    routes = Artifact.get("analysis-referral-routes")
+    routes = Artifact.get(f"{sqlite_runtime.cluster}-analysis-referral-routes")
     assert routes is not None and routes.type == "table"
     table = json.loads(routes.data) if isinstance(routes.data, str) else routes.data
     assert {"referral_route": "school", "episodes": "c", "percent": "c"} in table
     published = _csv(out / "publication" / "referral_routes.csv")
     assert [list(r.values()) for r in table] == published[1:]
-    report = Artifact.get("analysis-report")
+    report = Artifact.get(f"{sqlite_runtime.cluster}-analysis-report")
     assert report is not None and str(out.resolve() / "report.html") in str(report.data)

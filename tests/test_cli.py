@@ -31,6 +31,8 @@ def _run(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[
         ({"CLUSTER_EVAL_DATABASE_URL": "mysql://x/y"}, None, "only sqlite:/// and postgresql+psycopg:// URLs"),
         ({"CLUSTER_EVAL_DATABASE_URL": "postgresql+asyncpg://x/y"}, None, "only sqlite:/// and postgresql+psycopg://"),
         ({"CLUSTER_EVAL_HOME": "/proc/cluster-eval"}, None, "CLUSTER_EVAL_HOME /proc/cluster-eval is not writable"),
+        ({"PREFECT_API_URL": "http://127.0.0.1:9/api"}, None,
+         "no Prefect server answers at PREFECT_API_URL http://127.0.0.1:9/api: start it"),
     ],
 )
 def test_bad_setup_is_one_line_and_exit_1(tmp_path: Path, env: dict[str, str], config: str | None,

@@ -17,7 +17,7 @@ STUDY_TABLES = [
     "extracts", "families", "children", "episodes", "episode_issues", "episode_services", "goals",
     "specialist_referrals", "quarantined_rows", "contacts", "stored_files", "waves", "wave_strata",
     "households", "do_not_contact", "contact_attempts", "response_imports", "responses",
-    "interview_draws",
+    "interview_draws", "topup_runs",
 ]
 
 

@@ -10,6 +10,7 @@ import zipfile
 from collections import Counter
 from datetime import date
 from pathlib import Path
+from typing import Any
 from xml.etree import ElementTree as ET  # noqa: S405 - parses the demo's own export
 
 import docx
@@ -51,6 +52,20 @@ def _subflow_names() -> list[str]:
     return asyncio.run(names())
 
 
+def _demo_and_stages() -> tuple[Any, list[Any]]:
+    """The latest demo run and its subflow runs (one per stage)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowFilter, FlowFilterName, FlowRunFilter, FlowRunFilterParentFlowRunId
+    from prefect.client.schemas.sorting import FlowRunSort
+
+    with get_client(sync_client=True) as client:
+        [demo] = client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=["demo"])),
+                                       sort=FlowRunSort.START_TIME_DESC, limit=1)
+        stages = client.read_flow_runs(flow_run_filter=FlowRunFilter(
+            parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[demo.id])))
+    return demo, stages
+
+
 @pytest.mark.e2e
 def test_demo_runs_every_stage(prefect_harness: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                capsys: pytest.CaptureFixture[str]) -> None:
@@ -83,6 +98,18 @@ def test_demo_runs_every_stage(prefect_harness: None, tmp_path: Path, monkeypatc
                   "transcripts-import", "coding-export", "coding-import", "analyse", "retention-sweep"):
         assert stage in names
     assert "transcripts-approve" not in names  # the demo approves its four sessions in one task
+    demo, stages = _demo_and_stages()
+    assert (demo.name, demo.state.type.value) == (f"demo {FAMILIES} families", "COMPLETED")
+    assert demo.state.message.startswith(
+        f"demo: {families} families, {episodes} episodes in the study window; wave 1 drew 50 households, "
+        f"{round(50 * DEMO_RESPONSE_RATE)} SIMULATED responses accepted; ")
+    assert "retention dry run: " in demo.state.message and "\n" not in demo.state.message
+    assert len(stages) == 9 and all(  # every stage ends with its one-line summary
+        r.state.type.value == "COMPLETED" and r.state.message and "\n" not in r.state.message for r in stages)
+    names_of_runs = {r.name for r in stages}
+    assert {"participants import", "transcripts import", "coding export", "coding import"} <= names_of_runs
+    assert any(re.fullmatch(r"import responses [0-9a-f]{8}", name) for name in names_of_runs)
+    assert any(re.fullmatch(r"retention \d{4}-\d{2}-\d{2} \(dry run\)", name) for name in names_of_runs)
 
     _check_qualitative(tmp_path / "var", out, printed)
 

@@ -1,14 +1,13 @@
 """Full fieldwork through the Prefect flows, against a real SMTP server, with exact counts.
 
 wave 1 -> invitations -> partial responses -> withdrawal -> reminders at +7 and +14 ->
-low response rate -> Prefect event -> top-up proposal paused for approval -> approved ->
-top-up drawn and invited -> interview draw.
+the top-up rule says "needed" after the last reminder -> Prefect event -> top-up proposal
+paused for a decision -> rejected, then approved -> top-up drawn and invited -> interview draw.
 """
 
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,7 +15,7 @@ from typing import Any
 
 import polars as pl
 import pytest
-from conftest import make_settings
+from conftest import make_settings, wait_for
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import (
     ArtifactFilter,
@@ -24,6 +23,7 @@ from prefect.client.schemas.filters import (
     FlowFilter,
     FlowFilterName,
     FlowRunFilter,
+    FlowRunFilterStartTime,
     FlowRunFilterState,
     FlowRunFilterStateType,
 )
@@ -54,7 +54,7 @@ def e2e(tmp_path: Path, sqlite_url: str, smtp: tuple[Inbox, int],  # noqa: F811 
     inbox, port = smtp
     settings = make_settings(
         tmp_path / "var", sqlite_url,
-        survey={"sample_size": 20, "interview_min": 2, "interview_max": 3},
+        survey={"sample_size": 20, "interview_min": 2, "interview_max": 3, "approval_poll_seconds": 1},
         smtp={"host": "127.0.0.1", "port": port, "retries": 1, "retry_delay_seconds": 0.01})
     rt = open_runtime(settings)
     with use_runtime(rt):
@@ -69,22 +69,14 @@ def latest_artifact(key: str) -> Any:
     return found[0]
 
 
-def wait_for(predicate: Any, timeout: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.3)
-    raise AssertionError("timed out waiting")
-
-
-def paused_topup_run() -> Any:
+def paused_topup_run(started_after: datetime) -> Any:
+    """The paused top-up run started after ``started_after`` (not one another test left paused)."""
     with get_client(sync_client=True) as client:
         runs = client.read_flow_runs(
             flow_filter=FlowFilter(name=FlowFilterName(any_=["survey-topup"])),
-            flow_run_filter=FlowRunFilter(state=FlowRunFilterState(
-                type=FlowRunFilterStateType(any_=[StateType.PAUSED]))))
+            flow_run_filter=FlowRunFilter(
+                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PAUSED])),
+                start_time=FlowRunFilterStartTime(after_=started_after)))
     return runs[0] if runs else None
 
 
@@ -94,17 +86,18 @@ def start_topup() -> tuple[Any, threading.Thread, dict[str, Any]]:
 
     def target() -> None:
         try:
-            outcome["result"] = topup_flow(approval_timeout_seconds=120, poll_interval_seconds=1)
+            outcome["result"] = topup_flow()
         except BaseException as exc:  # reported to the test thread by resume()
             outcome["error"] = exc
 
+    started = datetime.now(UTC)
     worker = threading.Thread(target=target, daemon=True)
     worker.start()
-    return wait_for(paused_topup_run), worker, outcome
+    return wait_for("the top-up to pause", lambda: paused_topup_run(started), 60, 0.3), worker, outcome
 
 
 def resume(run: Any, worker: threading.Thread, outcome: dict[str, Any], approve: bool) -> dict[str, Any]:
-    resume_flow_run(run.id, run_input={"approve": approve})
+    resume_flow_run(run.id, run_input={"decision": "approve" if approve else "reject"})
     worker.join(timeout=120)
     assert not worker.is_alive(), "top-up flow did not finish after resume"
     if "error" in outcome:
@@ -190,29 +183,42 @@ def test_full_fieldwork(e2e: tuple[Runtime, Inbox], tmp_path: Path) -> None:
     assert address(hh[withdrawn]["family_pid"]) not in reminded
     assert not reminded & {address(hh[t]["family_pid"]) for t in responders}
 
-    # monitor: 5 of 20 = 0.25 < 0.4 -> event with counts only.
-    assert monitor_flow(as_of=day0 + timedelta(days=13))["waves"] == []
+    # monitor (the top-up rule): wave 1 in fieldwork until +14; then 5 respondents < target 10 ->
+    # event with counts only, once per latest wave.
+    early = monitor_flow(as_of=day0 + timedelta(days=13))
+    assert (early["needed"], early["in_fieldwork"], early["event"]) == (False, [1], None)
     monitored = monitor_flow(as_of=day0 + timedelta(days=14))
-    assert (monitored["issued"], monitored["responded"], monitored["response_rate"],
-            monitored["event"]) == (20, 5, 0.25, LOW_RATE_EVENT)
-    again = monitor_flow(as_of=day0 + timedelta(days=15))  # the daily run: one proposal per cycle
-    assert (again["low"], again["event"], again["already_signalled"]) == (True, None, True)
+    assert (monitored["issued"], monitored["respondents"], monitored["response_rate"], monitored["size"],
+            monitored["event"]) == (20, 5, 0.25, 10, LOW_RATE_EVENT)
+    again = monitor_flow(as_of=day0 + timedelta(days=15))  # the daily run: one proposal per wave
+    assert (again["needed"], again["event"], again["already_signalled"]) == (True, None, True)
 
-    def low_rate_events() -> list[Any]:
+    def low_rate_events() -> list[Any]:  # this monitor run's event (other tests share the server)
         with get_client(sync_client=True) as client:
             page = client.read_events(EventFilter(event=EventNameFilter(name=[LOW_RATE_EVENT])),
                                       limit=50)
-        return page.events
+        return [e for e in page.events if str(e.id) == monitored["event_id"]]
 
-    [event] = wait_for(low_rate_events)
+    [event] = wait_for("the low-rate event", low_rate_events, 60, 0.3)
     assert event.resource.id == "cluster-eval.cluster.pilot"
-    assert event.payload == {"waves": [1], "issued": 20, "responded": 5, "response_rate": 0.25,
-                             "threshold": 0.4, "low": True}
+    assert event.payload == {
+        "needed": True, "as_of": (day0 + timedelta(days=14)).isoformat(), "respondents": 5, "target": 10,
+        "size": 10, "issued": 20, "response_rate": 0.25, "waves": [1], "in_fieldwork": [],
+        "reason": "a top-up is needed: 5 respondents of the target of 10 after every wave's last reminder; "
+                  "10 households to draw at the expected response rate of 0.5"}
+
+    # the top-up runs today: let two weeks pass since the invitations, so it judges as the monitor did.
+    with rt.engine.begin() as conn:
+        conn.execute(text("UPDATE contact_attempts SET attempted_at = :t WHERE kind = 'invitation'"),
+                     {"t": (datetime.now(UTC) - timedelta(days=15)).isoformat()})
 
     # top-up, first proposal rejected: nothing drawn.
     run, worker, outcome = start_topup()
     proposal = latest_artifact("pilot-survey-wave-2-proposal")
-    assert "| parenting | 26 | 5 |" in str(proposal.data)
+    assert "| parenting | 10 | 3 | 30% |" in str(proposal.data)  # issued, responded, rate
+    assert "| parenting | 50% | 2 | 5 |" in str(proposal.data)  # wave-1 share, shortfall, draw
+    assert "Approving e-mails 5 households now and adds 3 to the post pack and 2 to the call list." in str(
+        proposal.data)
     assert resume(run, worker, outcome, approve=False) == {"status": "rejected", "wave": 2}
     assert count(rt, "SELECT COUNT(*) FROM waves") == 1
 
@@ -247,10 +253,10 @@ def test_full_fieldwork(e2e: tuple[Runtime, Inbox], tmp_path: Path) -> None:
 
 def test_deployments_are_defined(tmp_path: Path) -> None:
     settings = make_settings(tmp_path / "var")
-    topup, reminders, monitor = survey_deployments(settings)
-    assert (topup.name, reminders.name, monitor.name) == ("top-up", "daily", "daily")
+    named = {d.name: d for d in survey_deployments(settings)}
+    topup, reminders, monitor = named["top-up-wave"], named["reminders-daily"], named["monitor-daily"]
     assert topup.schedules in (None, []) and topup.triggers[0].expect == {LOW_RATE_EVENT}
-    assert list(topup_flow.parameters.properties)[:2] == ["wave", "size"]
+    assert list(topup_flow.parameters.properties) == ["wave", "size", "approval_timeout_hours"]
     assert topup.flow_name == "survey-topup" and topup.entrypoint == "flows.sampling.topup_flow"
     assert reminders.entrypoint == "flows.fieldwork.remind_flow"
     assert reminders.schedules[0].schedule.cron == "0 9 * * *"

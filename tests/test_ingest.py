@@ -397,9 +397,10 @@ def test_cli_ingests_planted_extract_with_exact_counts(
         tasks, artifacts = _prefect_record(_flow_run_id(engine), last_task="publish report")
         assert {"check archive", "decrypt", "read", "validate", "pseudonymise", "transform",
                 "load", "report", "publish report"} <= tasks
-        assert artifacts["data-quality"].type == "table"
-        assert artifacts["data-quality-summary"].type == "markdown"
-        assert "| goals | " in artifacts["data-quality-summary"].data
+        assert artifacts["pilot-data-quality"].type == "table"
+        assert artifacts["pilot-data-quality-summary"].type == "markdown"
+        assert "| goals | " in artifacts["pilot-data-quality-summary"].data
+        assert "data-quality" not in artifacts and "pilot-data-quality-rejected" not in artifacts
     finally:
         engine.dispose()
 

@@ -143,9 +143,9 @@ def test_no_marker_reaches_disk_logs_or_prefect(
             if found:
                 leaks[str(path)] = found
     assert harness is not None and (harness / "prefect-test.db").is_file()
-    # The scan sees what the flows logged: the rejection's warning reached the server's files.
+    # The scan sees what the flows logged: the rejection's line (the Failed run's ERROR) reached the server's files.
     logged = b"".join(path.read_bytes() for path in _files(harness))
-    assert b"extract rejected: file rejected.zip" in logged
+    assert b"file rejected.zip, table goals: " in logged
     assert (home / "cluster-eval.db").is_file() and scanned > 10
     assert not leaks, leaks
 

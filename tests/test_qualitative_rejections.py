@@ -29,6 +29,7 @@ from qualitative_support import (
     aes_members,
     aes_renamed,
     code_guid,
+    coded_once,
     configure_qualitative,
     deny_csv,
     docx_bytes,
@@ -61,13 +62,6 @@ class Prepared:
     project: Project
 
 
-def _coded(exported: bytes) -> bytes:
-    project = read_project(exported)
-    [(guid, plain)] = [(g, t) for g, t in project.texts.items() if "mornings got calmer" in t]
-    start = plain.index("mornings got calmer")
-    return add_selections(exported, [(guid, start, start + 19, code_guid(project, "Impact", "Parenting"))])
-
-
 @pytest.fixture(scope="module")
 def prepared(prefect_harness: None, tmp_path_factory: pytest.TempPathFactory) -> Prepared:
     study = new_study(tmp_path_factory.mktemp("qual-rejections"))
@@ -84,7 +78,7 @@ def prepared(prefect_harness: None, tmp_path_factory: pytest.TempPathFactory) ->
     out = study.root / "project.qdpx"
     study.cli("coding", "export", "--out", out)
     exported = out.read_bytes()
-    coded = _coded(exported)
+    coded = coded_once(exported)
     return Prepared(study, exported, coded, read_project(coded))
 
 

@@ -44,7 +44,7 @@ OUTPUT_FILES = {"restricted/population.csv": MARKERS["restricted"],
 ALL_FILES = {RAW1, RAW2, PACK, "quarantine/report.csv", "outputs/stray.txt",
              *(f"outputs/run1/{name}" for name in OUTPUT_FILES)}
 ALL_KEYS = {"contact_key", "extract_passphrase", "pack_passphrase", "pseudonym_key"}
-ALL_ROWS = {"contacts": 2, "interview_draws": 1, "responses": 1, "response_imports": 1,
+ALL_ROWS = {"contacts": 2, "topup_runs": 1, "interview_draws": 1, "responses": 1, "response_imports": 1,
             "contact_attempts": 1, "households": 2, "wave_strata": 1, "waves": 1,
             "do_not_contact": 1, "episode_issues": 1, "episodes": 1, "children": 1, "families": 2,
             "quarantined_rows": 1, "extracts": 2}
@@ -108,6 +108,9 @@ def populate(rt: Runtime) -> None:
                 " VALUES ('pilot', 't1', 1, '2022-03-02')")
         _sql(c, "INSERT INTO do_not_contact (cluster_id, family_pid, reason, marked_at)"
                 " VALUES ('pilot', 'f2', 'withdrawn', '2022-03-02')")
+        _sql(c, "INSERT INTO topup_runs (cluster_id, flow_run_id, wave, size, allocation, proposed_at, decision,"
+                " decided_at) VALUES ('pilot', 'r1', 2, 1, '{\"housing\": 1}', '2022-03-03', 'rejected',"
+                " '2022-03-04')")
         for path, (_marker, category, at) in registered.items():
             _sql(c, "INSERT INTO stored_files (cluster_id, path, category, registered_at)"
                     " VALUES ('pilot', :p, :c, :t)", p=str(home.root / path), c=category, t=at)
@@ -415,7 +418,7 @@ STEPS: list[tuple[str, list[tuple[str, str, int, int, int]]]] = [
     ("2022-04-30", [("contact-store", "contact_store", 2, 0, 1), ("fieldwork-packs", "fieldwork_pack", 0, 1, 1)]),
     ("2024-08-30", []),
     ("2024-08-31", [
-        ("survey-responses", "survey_responses", 9, 0, 0),
+        ("survey-responses", "survey_responses", 10, 0, 0),
         ("analysis-store", "analysis_store", 8, 0, 0),
         ("analysis-store", "quarantine/report.csv", 0, 1, 0),
         ("restricted-outputs", "outputs/run1 [restricted]", 0, 1, 0),
@@ -424,7 +427,7 @@ STEPS: list[tuple[str, list[tuple[str, str, int, int, int]]]] = [
         ("publication-outputs", "outputs/stray.txt", 0, 1, 0),
         ("keys", "pseudonym_key", 0, 0, 1)]),
 ]
-SURVEY_ROWS = {"interview_draws", "responses", "response_imports", "contact_attempts", "households",
+SURVEY_ROWS = {"topup_runs", "interview_draws", "responses", "response_imports", "contact_attempts", "households",
                "wave_strata", "waves", "do_not_contact"}
 
 
@@ -515,7 +518,7 @@ def test_sweeps_before_and_after_each_deadline(study: Runtime, prefect_harness: 
 
     with get_client(sync_client=True) as client:
         artifacts = client.read_artifacts(
-            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["retention-sweep"])))
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[f"{study.cluster}-retention-sweep"])))
     assert [str(a.flow_run_id) for a in artifacts] == [final_run]
     table = json.loads(artifacts[0].data)
     assert [(r["rule"], r["item"], r["rows"], r["files"], r["keys"]) for r in table

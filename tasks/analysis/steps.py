@@ -24,12 +24,23 @@ from tasks.analysis.study_data import StudyData, load_study_data
 from tasks.analysis.tables import Analysis, build_analysis
 from tasks.core.db import query
 from tasks.core.errors import UserFacingError
-from tasks.core.prefect import stage_task
+from tasks.core.prefect import artifact_key, stage_task
 from tasks.core.settings import Settings
 
 #: Publication tables shown as Prefect table artifacts (suppressed figures only).
 HEADLINE_TABLES = ("population", "referral_routes", "presenting_issues", "closure_outcomes",
                    "onward_referrals", "length_of_support", "ons4", "response_rates")
+
+
+def publication_safe(threshold: int) -> str:
+    """What an analysis artifact shows, and why (README "What the Prefect UI may show")."""
+    return (f"publication-safe figures: counts below {threshold} suppressed (shown as c), as in "
+            "publication/; counts only, no personal data")
+
+
+def publishable_count(count: int, threshold: int) -> int | str:
+    """A count as the publication tables show it: 1 to threshold-1 suppressed as ``c``."""
+    return "c" if 0 < count < threshold else count
 
 
 @stage_task("check-output-folder")
@@ -78,12 +89,15 @@ def read_qualitative_data(engine: Engine, cluster: str, key: bytes | None,
 
 
 @stage_task("build-framework-matrices")
-def build_framework_matrices(data: QualitativeData, max_quote_words: int) -> Framework:
+def build_framework_matrices(data: QualitativeData, max_quote_words: int, cluster: str,
+                             threshold: int) -> Framework:
     """Framework matrices, counts, triangulation and the report's words and quotes."""
     framework = build_framework(data, max_quote_words)
-    create_table_artifact(table=[framework.summary()], key="analysis-qualitative",
-                          description="Qualitative strand: themes, coded segments and "
-                                      "participants not withdrawn (counts only)")
+    shown = {key: publishable_count(value, threshold) if key == "participants" else value
+             for key, value in framework.summary().items()}
+    create_table_artifact(table=[shown], key=artifact_key(cluster, "analysis-qualitative"),
+                          description="Qualitative strand: themes, coded segments and participants not "
+                                      f"withdrawn; {publication_safe(threshold)}")
     get_run_logger().info("qualitative strand: %s, %d themes, %d coded segments",
                           framework.status, len(framework.matrices), framework.coded_segments)
     return framework
@@ -106,19 +120,21 @@ def write_analysis(out: Path, analysis: Analysis, publication: dict[str, pl.Data
 
 
 @stage_task("publish-artifacts")
-def publish_artifacts(publication: dict[str, pl.DataFrame], written: WrittenOutputs) -> None:
-    """Headline publication tables as table artifacts and the report location as markdown."""
+def publish_artifacts(cluster: str, threshold: int, publication: dict[str, pl.DataFrame],
+                      written: WrittenOutputs) -> None:
+    """Headline publication tables (suppressed) as table artifacts and the report location as markdown."""
     for name in HEADLINE_TABLES:
         create_table_artifact(table=publication[name].to_dicts(),
-                              key=f"analysis-{name.replace('_', '-')}",
-                              description=f"{name} (publication figures: small numbers shown as c)")
+                              key=artifact_key(cluster, f"analysis-{name}"),
+                              description=f"{name}: {publication_safe(threshold)}")
     create_markdown_artifact(
-        key="analysis-report",
+        key=artifact_key(cluster, "analysis-report"),
         markdown=(f"# Analysis written\n\n* report: `{written.report}`\n"
                   f"* workbook: `{written.workbook}`\n"
                   f"* tables: {len(written.manifest['tables'])} restricted and publication\n"
                   f"* survey: {written.manifest['survey_status']}\n"),
-        description="Where the analysis report is",
+        description="Where the analysis report is (file locations and table counts; no figures, "
+                    "no personal data)",
     )
 
 

@@ -9,9 +9,8 @@ from prefect.artifacts import create_table_artifact
 
 from tasks.coding.refi_export import export_coding
 from tasks.coding.refi_import import import_coding
-from tasks.core.prefect import stage_task
+from tasks.core.prefect import artifact_key, stage_task
 from tasks.core.runtime import Runtime
-from tasks.survey.sampling import artifact_key
 
 EXPORT_COUNTS = ("sessions", "turns", "codes", "cases")
 IMPORT_COUNTS = ("selections", "segments", "codes_added", "sessions", "segments_dropped_withdrawn")
@@ -37,5 +36,6 @@ def publish_coding_counts_task(cluster: str, name: str, result: dict[str, Any]) 
         key=artifact_key(cluster, f"coding-{name}"),
         table=[{"count": label.replace("_", " "), "value": int(result[label])} for label in counts],
         description=f"Coding {name} ({result.get('format') or result.get('kind') or 'none'}): "
-                    f"{result['status']}.",
+                    f"{result['status']}; exact counts for running the fieldwork; counts only, "
+                    "no personal data",
     )

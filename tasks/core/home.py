@@ -39,6 +39,11 @@ class Home:
         return self.root / "outputs"
 
     @property
+    def inbox(self) -> Path:
+        """Where Egress downloads land; the ``ingest-inbox`` flow picks new extracts up from here."""
+        return self.root / "inbox"
+
+    @property
     def qualitative_raw(self) -> Path:
         """Encrypted qualitative deliveries (register, transcripts) kept until retention."""
         return self.root / "raw" / "qualitative"
@@ -54,7 +59,7 @@ class Home:
 
     def folders(self) -> tuple[Path, ...]:
         """Every folder the pipeline writes to (the qualitative ones are made on first use, 0700)."""
-        return (self.root, self.raw, self.quarantine, self.keys, self.packs, self.outputs)
+        return (self.root, self.raw, self.quarantine, self.keys, self.packs, self.outputs, self.inbox)
 
 
 def prepare_home(root: Path) -> Home:

@@ -61,6 +61,9 @@ class IngestSettings(_Section):
     max_members: int = Field(50, ge=1)
     max_total_mb: int = Field(500, ge=1)
     max_ratio: float = Field(100.0, gt=1)
+    inbox_settle_seconds: float = Field(
+        60, ge=0, description="the inbox pick-up leaves a file (and its .sha256) alone until it has not "
+        "changed for this many seconds, so a download still being written is never ingested")
 
 
 StratifyField = Literal["primary_issue", "referral_route", "lead_carer_ethnicity", "household_size_band"]
@@ -74,7 +77,10 @@ class SurveySettings(_Section):
     stratify_by: StratifyField = "primary_issue"
     min_per_stratum: int = Field(0, ge=0)
     expected_response_rate: float = Field(0.5, gt=0, le=1)
-    low_response_threshold: float = Field(0.4, ge=0, le=1)
+    low_response_threshold: float = Field(
+        0.4, ge=0, le=1, description="no longer used: a top-up is needed by the one rule of "
+        "tasks/survey/need.py (respondents below the target once every wave's fieldwork is over); "
+        "still accepted so existing files keep working")
     reminder_days: tuple[int, ...] = (7, 14)
     reminder_routes: tuple[Literal["same", "phone"], ...] = ("same", "phone")
     survey_url_template: str = "https://survey.example.invalid/s/{token}"
@@ -83,6 +89,9 @@ class SurveySettings(_Section):
     interview_max: int = Field(10, ge=1)
     reminder_cron: str = Field("0 9 * * *", description="when `serve` sends due reminders (UK time)")
     monitor_cron: str = Field("0 10 * * *", description="when `serve` checks the response rate (UK time)")
+    approval_poll_seconds: int = Field(
+        10, ge=1, le=3600, description="how often a top-up paused for approval checks for the "
+        "decision (seconds)")
     lonely_stratum: Literal["certainty", "adjust", "conservative"] = Field(
         "certainty", description="variance of a single-respondent stratum, as R survey's lonely.psu "
         "certainty / adjust / average")
@@ -189,6 +198,17 @@ class QualitativeSettings(_Section):
         return value
 
 
+class DeploymentSettings(_Section):
+    """Schedules of the deployments that ``cluster-eval serve`` serves (UK time, Europe/London).
+
+    The reminders, monitor and retention crons stay in their own sections
+    (``survey.reminder_cron``, ``survey.monitor_cron``, ``retention.sweep_cron``).
+    """
+
+    inbox_cron: str = Field("*/15 * * * *", description="when `serve` picks up new extracts from "
+                            "HOME/inbox (UK time)")
+
+
 class Settings(BaseSettings):
     """Everything a command needs to know, validated once at start."""
 
@@ -206,6 +226,7 @@ class Settings(BaseSettings):
     disclosure: DisclosureSettings = DisclosureSettings()
     delivery: DeliverySettings = DeliverySettings()
     qualitative: QualitativeSettings = QualitativeSettings()
+    deployments: DeploymentSettings = DeploymentSettings()
 
     @classmethod
     def settings_customise_sources(

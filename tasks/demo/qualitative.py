@@ -454,14 +454,15 @@ class DemoCorpusFiles:
 
 
 def write_demo_corpus(home: Home, passphrase: str, seed: int, survey_tokens: Sequence[str]) -> DemoCorpusFiles:
-    """Write the synthetic register and transcripts as encrypted deliveries into HOME/inbox and the
-    codebook and deny-list into HOME/demo (all 0600).
+    """Write the synthetic register and transcripts as encrypted deliveries into HOME/inbox/qualitative
+    (a sub-folder: the inbox pick-up takes only extracts at the top level) and the codebook and
+    deny-list into HOME/demo (all 0600).
 
     A delivery already written for this seed is kept as it is, so running the demo again imports
     the same bytes (a duplicate, nothing changes) instead of re-delivering approved transcripts.
     """
     corpus = make_corpus(seed, survey_tokens)
-    inbox, study = home.root / "inbox", home.root / "demo"
+    inbox, study = home.inbox / "qualitative", home.root / "demo"
     files = {inbox / f"SIMULATED-demo-participants-{seed}.zip":
              lambda: encrypted_delivery({"participants.csv": register_csv(corpus)}, passphrase),
              inbox / f"SIMULATED-demo-transcripts-{seed}.zip":

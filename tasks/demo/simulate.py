@@ -37,6 +37,6 @@ def simulate_responses(conn: Connection, home: Home, cluster_id: str, wave: int,
     """Write a SIMULATED response export for a wave's tokens (demo only)."""
     tokens = [r["token"] for r in rows(conn, "demo_wave_tokens", {"cluster_id": cluster_id, "wave": wave})]
     export = generate_survey_export(tokens, seed=seed, response_rate=DEMO_RESPONSE_RATE)
-    path = home.root / "inbox" / f"SIMULATED-demo-responses-wave{wave}.csv"
+    path = home.inbox / "survey" / f"SIMULATED-demo-responses-wave{wave}.csv"
     write_private(path, survey_export_csv(export))
     return path

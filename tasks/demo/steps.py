@@ -102,3 +102,17 @@ def demo_summary(ingested: dict[str, Any], wave: dict[str, Any], imported: dict[
     return {"ingest": ingested, "wave": {"wave": wave["wave"], "households": len(wave["households"])},
             "responses": imported, "qualitative": qualitative, "analysis": analysis, "retention": retention,
             "report": analysis.get("report")}
+
+
+def demo_run_line(result: dict[str, Any]) -> str:
+    """The demo run's one-line summary (counts only): what each stage did."""
+    population = result["ingest"].get("population") or {}
+    qualitative = result["qualitative"]
+    responses, analysis = result["responses"], result["analysis"]
+    return (f"demo: {population.get('families', 0)} families, {population.get('episodes', 0)} episodes in the "
+            f"study window; wave {result['wave']['wave']} drew {result['wave']['households']} households, "
+            f"{responses.get('accepted', 0)} SIMULATED responses accepted; "
+            f"{qualitative['participants'].get('participants', 0)} participants, {qualitative['approved']} "
+            f"transcripts approved, {qualitative['coding'].get('segments', 0)} SIMULATED coded segments; "
+            f"{analysis.get('tables', 0)} tables; retention dry run: {len(result['retention'].get('due', []))} "
+            "rule(s) due now")

@@ -1,24 +1,42 @@
-"""Thin Prefect tasks of the ingest stage: pipeline stages as named tasks, the report artifacts.
+"""Thin Prefect parts of the ingest stage: stages as named tasks, the report artifacts, run names.
 
 The stage names the Prefect UI shows ("check archive", "decrypt", "read", "validate",
 "pseudonymise", "transform", "load", "quarantine", "report") are those ``ingest_file`` gives its
 stage runner; ``run_stage_as_task`` runs each as a task made by ``tasks.core.prefect.as_task``.
+
+The data-quality report of an ingested extract is published as ``<cluster>-data-quality`` (table)
+and ``<cluster>-data-quality-summary`` (markdown): the last good report. A rejected extract's
+counts go to ``<cluster>-data-quality-rejected`` instead, so a bad file never hides the last good
+report.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import ParamSpec, TypeVar
+import hashlib
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, ParamSpec, TypeVar
+from uuid import UUID
 
-from prefect import get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from tasks.core.prefect import as_task, stage_task
+from tasks.core.errors import InputRejected
+from tasks.core.flowrun import NothingToDo
+from tasks.core.prefect import artifact_key, as_task, stage_task
 from tasks.ingest.pipeline import IngestOutcome, QualityReport
 
 P = ParamSpec("P")
 T = TypeVar("T")
-REPORT_KEY = "data-quality"
+REPORT_NAME = "data-quality"
+REJECTED_REPORT_NAME = "data-quality-rejected"
+
+
+class ExtractRejected(InputRejected):
+    """The extract was rejected: its one line (``outcome.error``) and the ``ingest --json`` object."""
+
+    def __init__(self, result: dict[str, Any]) -> None:
+        super().__init__(str(result["error"]))
+        self.result = result
 
 
 def run_stage_as_task(name: str, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
@@ -26,30 +44,85 @@ def run_stage_as_task(name: str, fn: Callable[P, T], /, *args: P.args, **kwargs:
     return as_task(name, fn)(*args, **kwargs)
 
 
+def report_keys(cluster: str) -> tuple[str, str, str]:
+    """The artifact keys of the data-quality report: table, summary, rejected-extract summary."""
+    return (artifact_key(cluster, REPORT_NAME), artifact_key(cluster, f"{REPORT_NAME}-summary"),
+            artifact_key(cluster, REJECTED_REPORT_NAME))
+
+
 @stage_task("publish report")
-def publish_report(report: QualityReport, sha256: str | None) -> None:
-    """Publish the data-quality report (counts only) as table and markdown artifacts."""
+def publish_report(report: QualityReport, sha256: str | None, cluster: str, rejected: bool) -> None:
+    """Publish the data-quality report (counts only): the last good report, or the rejection's counts."""
     short = (sha256 or "unknown")[:12]
-    create_table_artifact(table=report.frame.to_dicts(), key=REPORT_KEY,
+    table_key, summary_key, rejected_key = report_keys(cluster)
+    if rejected:
+        create_markdown_artifact(markdown=report.markdown, key=rejected_key,
+                                 description=f"Rejected extract {short}: data-quality counts (the last "
+                                 f"good report stays under {summary_key})")
+        return
+    create_table_artifact(table=report.frame.to_dicts(), key=table_key,
                           description=f"Data-quality report of extract {short} (counts only)")
-    create_markdown_artifact(markdown=report.markdown, key=f"{REPORT_KEY}-summary",
+    create_markdown_artifact(markdown=report.markdown, key=summary_key,
                              description=f"Data-quality summary of extract {short}")
 
 
-def log_outcome(outcome: IngestOutcome) -> None:
-    """Log what happened to the extract in the flow run (counts and the refusal only)."""
-    logger = get_run_logger()
-    counts = ", ".join(f"{t} {c.loaded}/{c.rows}" for t, c in outcome.tables.items())
-    if outcome.status == "rejected":
-        logger.warning("extract rejected: %s", outcome.error)
-    else:
-        logger.info("extract %s: loaded/read %s; population %d families, %d episodes",
-                    outcome.status, counts, outcome.population.families,
-                    outcome.population.episodes)
-
-
-def report_outcome(outcome: IngestOutcome) -> None:
-    """Publish the data-quality report when the run wrote one, then log the outcome."""
+def report_outcome(outcome: IngestOutcome, cluster: str) -> None:
+    """Publish the data-quality report when the run wrote one (never over the last good one when rejected)."""
     if outcome.report is not None:
-        publish_report(outcome.report, outcome.sha256)
-    log_outcome(outcome)
+        publish_report(outcome.report, outcome.sha256, cluster, outcome.status == "rejected")
+
+
+def summary_line(result: Mapping[str, Any]) -> str:
+    """One line on an ``ingest --json`` object (counts only): the CLI's summary and the run's."""
+    status, sha = result["status"], (result["sha256"] or "")[:12]
+    if status == "rejected":
+        return f"extract {sha or 'file'} rejected and moved to quarantine: {result['error']}"
+    if status == "duplicate":
+        return duplicate_line(sha)
+    tables = "; ".join(f"{t} {c['loaded']} loaded, {c['quarantined']} quarantined"
+                       for t, c in result["tables"].items())
+    population = result["population"]
+    return (f"extract {sha} ingested: {tables}. Study population: {population['families']} "
+            f"families, {population['episodes']} episodes. Data-quality report: "
+            f"outputs/data-quality/{sha}.csv")
+
+
+def duplicate_line(sha12: str) -> str:
+    """What a duplicate extract is told by (the state message of its Completed run)."""
+    return f"extract {sha12} was already ingested; nothing to do"
+
+
+def finish_ingest(outcome: IngestOutcome) -> dict[str, Any]:
+    """The flow's result; a rejection raises ``ExtractRejected``, a duplicate ``NothingToDo``."""
+    result = outcome.to_json()
+    if outcome.status == "rejected":
+        raise ExtractRejected(result)
+    if outcome.status == "duplicate":
+        raise NothingToDo(duplicate_line((outcome.sha256 or "")[:12]), result)
+    return result
+
+
+def ingest_run_name(parameters: Mapping[str, Any]) -> str:
+    """``ingest <first 8 hex digits of the file's SHA-256>``, or ``ingest (file not found)``."""
+    try:
+        with Path(str(parameters["file"])).open("rb") as fh:
+            digest = hashlib.file_digest(fh, "sha256").hexdigest()
+    except (OSError, KeyError):
+        return "ingest (file not found)"
+    return f"ingest {digest[:8]}"
+
+
+def claim_owner_finished(run_id: str) -> bool | None:
+    """Whether the flow run that made an inbox claim folder has ended (None: cannot tell, leave it)."""
+    from prefect.client.orchestration import get_client
+
+    try:
+        run_uuid = UUID(run_id)
+    except ValueError:
+        return None
+    try:
+        with get_client(sync_client=True) as client:
+            run = client.read_flow_run(run_uuid)
+    except Exception:  # noqa: BLE001 - unknown to this server, or the server unreachable: cannot tell
+        return None
+    return bool(run.state is not None and run.state.is_final())

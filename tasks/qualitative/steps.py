@@ -13,11 +13,10 @@ from prefect.artifacts import create_table_artifact
 from sqlalchemy import text
 
 from tasks.core.db import compact_database
-from tasks.core.prefect import stage_task
+from tasks.core.prefect import artifact_key, stage_task
 from tasks.core.runtime import Runtime
 from tasks.qualitative.register import RegisterResult, import_register
 from tasks.qualitative.withdraw import withdraw_participant
-from tasks.survey.sampling import artifact_key
 
 
 @stage_task("import-register")
@@ -51,7 +50,8 @@ def publish_register_task(rt: Runtime) -> list[dict[str, Any]]:
     """Table artifact: participants, sessions and withdrawals by strand (no names, no ids)."""
     table = register_table(rt)
     create_table_artifact(table, key=artifact_key(rt.cluster, "qualitative-register"),
-                          description="Qualitative participants register by strand (counts only)")
+                          description="Qualitative participants register by strand: exact counts for running the "
+                                      "fieldwork; counts only, no personal data")
     return table
 
 

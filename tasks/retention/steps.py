@@ -11,7 +11,7 @@ from prefect.artifacts import create_table_artifact
 
 from tasks.core import flow_names
 from tasks.core.db import compact_database
-from tasks.core.prefect import stage_task
+from tasks.core.prefect import artifact_key, stage_task
 from tasks.core.runtime import Runtime
 from tasks.retention.history import FlowRunRef
 from tasks.retention.inventory import take_inventory
@@ -115,12 +115,12 @@ def verify(runtime: Runtime, sweep: Sweep, schedule: Schedule, deleted: Sequence
 
 
 @stage_task("publish-deletions")
-def publish_deletions(sweep: Sweep, deleted: Sequence[Deleted], verification: Verification) -> None:
-    """Show what was deleted (counts only) on the flow run's page."""
+def publish_deletions(cluster: str, sweep: Sweep, deleted: Sequence[Deleted], verification: Verification) -> None:
+    """Show what was deleted (exact counts, the retention record) on the flow run's page."""
     outcome = "nothing remains" if verification.ok else f"REMAINING {verification.remaining}"
     create_table_artifact(
-        key="retention-sweep",
+        key=artifact_key(cluster, "retention-sweep"),
         table=deletion_table(deleted),
         description=f"Retention sweep as of {sweep.as_of}: {len(deleted)} item(s) deleted; "
-        f"verification: {outcome}.",
+        f"verification: {outcome}; exact counts of what was deleted; counts only, no personal data.",
     )

@@ -1,9 +1,12 @@
-"""The response-rate monitor: is the rate after the last reminder low, and was that signalled?
+"""The response-rate monitor: is a top-up needed (the one rule), and was that signalled?
 
-A low rate (below ``survey.low_response_threshold`` over the waves past their last reminder)
-is signalled once per reminder cycle (the latest such wave): the Prefect event
-``LOW_RATE_EVENT`` (counts only) triggers the ``survey-topup`` deployment, and an audit entry
-remembers that this cycle was signalled.
+The monitor asks the top-up rule of ``tasks.survey.need`` (respondents below the target once every
+wave's fieldwork is over). When a top-up is needed it is signalled once per latest wave: the
+Prefect event ``LOW_RATE_EVENT`` (counts only) triggers the ``survey-topup`` deployment, which
+asks the same rule, and an audit entry remembers that this wave was signalled.
+
+``check_response_rate`` (the rate over the waves past their last reminder, against
+``survey.low_response_threshold``) is informational only: it no longer decides anything.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from tasks.core.audit import append_audit
 from tasks.core.db import rows
 from tasks.core.settings import Settings
 from tasks.survey.fieldwork import uk_date
+from tasks.survey.need import TopUpNeed
 
 LOW_RATE_EVENT = "cluster-eval.response-rate.low"
 LOW_RATE_AUDIT = "survey_low_rate_signalled"
@@ -62,21 +66,22 @@ def check_response_rate(engine: Engine, settings: Settings, as_of: date) -> Rate
                      sum(int(p["responded"]) for p in ripe), settings.survey.low_response_threshold)
 
 
-def low_rate_to_signal(engine: Engine, cluster: str, check: RateCheck) -> bool:
-    """Whether a low rate should be signalled: once per reminder cycle (latest ripe wave)."""
-    if not check.low:
+def need_to_signal(engine: Engine, cluster: str, need: TopUpNeed) -> bool:
+    """Whether to signal a needed top-up now: once per latest wave."""
+    if not need.needed:
         return False
     with engine.connect() as conn:
         done = [json.loads(r["details"]) for r in rows(conn, "audit_events", {"cluster_id": cluster,
                                                                               "event": LOW_RATE_AUDIT})]
-    return all(d.get("latest_wave") != max(check.waves) for d in done)
+    return all(d.get("latest_wave") != need.latest_wave for d in done)
 
 
-def record_low_rate_signal(engine: Engine, cluster: str, check: RateCheck, flow_run_id: str | None) -> None:
-    """Remember that this cycle's low rate was signalled (counts only)."""
+def record_signal(engine: Engine, cluster: str, need: TopUpNeed, flow_run_id: str | None) -> None:
+    """Remember that a top-up was signalled for this latest wave (counts only)."""
     with engine.begin() as conn:
-        append_audit(conn, cluster, LOW_RATE_AUDIT, {"latest_wave": max(check.waves), "issued": check.issued,
-                                                     "responded": check.responded}, flow_run_id)
+        append_audit(conn, cluster, LOW_RATE_AUDIT, {"latest_wave": need.latest_wave, "issued": need.issued,
+                                                     "responded": need.respondents, "target": need.target,
+                                                     "size": need.size}, flow_run_id)
 
 
 def cluster_resource(cluster: str) -> dict[str, str]:
@@ -85,14 +90,22 @@ def cluster_resource(cluster: str) -> dict[str, str]:
             "prefect.resource.name": cluster}
 
 
-def emit_low_rate(cluster: str, check: RateCheck) -> str | None:
-    """Emit the low-response-rate event (counts only); return its id."""
-    event = emit_event(event=LOW_RATE_EVENT, resource=cluster_resource(cluster),
-                       payload=check.as_json())
+def emit_topup_needed(cluster: str, need: TopUpNeed) -> str | None:
+    """Emit the low-response event (counts only) that proposes a top-up; return its id."""
+    event = emit_event(event=LOW_RATE_EVENT, resource=cluster_resource(cluster), payload=need.as_json())
     return str(event.id) if event is not None else None
 
 
-def monitor_result(check: RateCheck, signalled: bool, event_id: str | None) -> dict[str, Any]:
-    """What ``response-rate-monitor`` returns: the check, and whether it signalled now or before."""
-    return {**check.as_json(), "event": LOW_RATE_EVENT if signalled else None,
-            "already_signalled": check.low and not signalled, "event_id": event_id}
+def monitor_result(need: TopUpNeed, signalled: bool, event_id: str | None) -> dict[str, Any]:
+    """What ``response-rate-monitor`` returns: the rule's verdict, and whether it signalled now or before."""
+    return {**need.as_json(), "event": LOW_RATE_EVENT if signalled else None,
+            "already_signalled": need.needed and not signalled, "event_id": event_id}
+
+
+def monitor_summary(result: dict[str, Any]) -> str:
+    """One line for the run's log and artifact (counts only)."""
+    if result["event"]:
+        return f"{result['reason']}; event {result['event']} emitted: the survey-topup deployment proposes a top-up"
+    if result["already_signalled"]:
+        return f"{result['reason']}; signalled before for wave {max(result['waves'])}, not again"
+    return result["reason"]

@@ -35,13 +35,15 @@ from tasks.core.audit import append_audit
 from tasks.core.contacts import delete_contact
 from tasks.core.db import query, rows
 from tasks.core.errors import InputRejected, UserFacingError
+from tasks.core.prefect import artifact_key
 from tasks.core.settings import Settings
-from tasks.survey.sampling import artifact_key
 
 UK_TIME = ZoneInfo("Europe/London")
 QUARANTINE_TABLE = "survey_responses"
 WITHDRAWAL_REASON = "withdrawal"
 _LOWERED = ("mode",) + YES_NO_QUESTIONS
+#: What the fieldwork artifacts may show, and why (README "What the Prefect UI may show").
+FIELDWORK_COUNTS = "exact counts for running the fieldwork; counts only, no personal data"
 
 
 class UnknownToken(UserFacingError):
@@ -454,7 +456,7 @@ def start_progress(engine: Engine, settings: Settings) -> Any:
     target = settings.survey.target_respondents
     return create_progress_artifact(
         progress_percent(responded, target), key=artifact_key(settings.study.cluster, "survey-progress"),
-        description=f"Respondents towards the target of {target}: {responded} before this import")
+        description=f"Respondents towards the target of {target}: {responded} before this import ({FIELDWORK_COUNTS})")
 
 
 def finish_progress(artifact_id: Any, result: ImportResult) -> None:
@@ -462,7 +464,7 @@ def finish_progress(artifact_id: Any, result: ImportResult) -> None:
     update_progress_artifact(
         artifact_id, progress_percent(result.responded, result.target_respondents),
         description=f"Respondents towards the target of {result.target_respondents}: "
-                    f"{result.responded} of {result.issued} households issued")
+                    f"{result.responded} of {result.issued} households issued ({FIELDWORK_COUNTS})")
 
 
 def publish_response_rates(engine: Engine, settings: Settings) -> None:
@@ -470,5 +472,6 @@ def publish_response_rates(engine: Engine, settings: Settings) -> None:
     with engine.connect() as conn:
         table = response_rates(conn, settings.study.cluster)
     create_table_artifact(table, key=artifact_key(settings.study.cluster, "survey-response-rates"),
-                          description="Survey response rates by wave and stratum (counts only)")
+                          description="Survey issued, responded and response rate by wave and stratum: "
+                                      + FIELDWORK_COUNTS)
 

@@ -20,19 +20,21 @@ Rules (documented in the README):
   ``topup_size(target_respondents, respondents, expected_response_rate)`` capped at the
   frame; allocation ``shortfall_allocation`` with the wave-1 allocation as the shares and
   the respondents so far per stratum; seed derived from ``survey.seed`` and k.
+* An approved top-up (``survey-topup``) draws exactly the approved households per stratum
+  (``plan_approved_wave``), whatever responses arrived while it waited; it is refused, drawing
+  nothing, when a stratum no longer holds that many reachable never-sampled households.
 """
 
 from __future__ import annotations
 
 import hashlib
-import re
 import secrets
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.artifacts import create_table_artifact
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
@@ -40,6 +42,7 @@ from tasks.core.audit import append_audit
 from tasks.core.contacts import ContactRecord, load_contacts
 from tasks.core.db import query, rows
 from tasks.core.errors import ConfigError, UserFacingError
+from tasks.core.prefect import artifact_key
 from tasks.core.settings import Settings
 from tasks.survey.allocation import draw_stratified, hamilton_allocation, shortfall_allocation, topup_size
 
@@ -258,6 +261,23 @@ def plan_topup_wave(frame: SamplingFrame, wave: int, size: int | None, seed: int
                     _routes(frame), dict(frame.excluded))
 
 
+def plan_approved_wave(frame: SamplingFrame, wave: int, seed: int, approved: Mapping[str, int],
+                       stratify_by: str) -> WavePlan:
+    """Draw exactly the approved households per stratum among never-sampled families (seeded)."""
+    sizes = frame.sizes()
+    for stratum, wanted in sorted(approved.items()):
+        if wanted > sizes.get(stratum, 0):
+            raise SamplingError(
+                f"wave {wave} cannot be drawn as approved: stratum {stratum} now has "
+                f"{sizes.get(stratum, 0)} reachable households never sampled, fewer than the {wanted} "
+                "approved; nothing was drawn; start a new top-up to see a new proposal")
+    strata = sorted(set(approved) | set(sizes))
+    allocation = {h: int(approved.get(h, 0)) for h in strata}
+    selected = draw_stratified(frame.ids_by_stratum(), allocation, seed)
+    return WavePlan(wave, seed, sum(allocation.values()), stratify_by, {h: sizes.get(h, 0) for h in strata},
+                    allocation, selected, _routes(frame), dict(frame.excluded))
+
+
 def load_candidates(conn: Connection, cluster: str) -> list[Candidate]:
     """Study-population families with the stratifying fields of their latest in-window episode."""
     return [
@@ -287,8 +307,11 @@ def stored_wave(conn: Connection, cluster: str, wave: int) -> WaveResult | None:
 
 
 def propose_wave(conn: Connection, settings: Settings, contact_key: bytes | None, wave: int,
-                 size: int | None) -> WavePlan:
-    """Check the request against what exists and plan the wave (writes nothing)."""
+                 size: int | None, approved: Mapping[str, int] | None = None) -> WavePlan:
+    """Check the request against what exists and plan the wave (writes nothing).
+
+    ``approved`` (households per stratum of an approved top-up) is drawn as it is.
+    """
     cluster = settings.study.cluster
     survey = settings.survey
     waves = {int(w["wave"]): w for w in rows(conn, "survey_waves", {"cluster_id": cluster})}
@@ -311,6 +334,8 @@ def propose_wave(conn: Connection, settings: Settings, contact_key: bytes | None
     if wave == 1:
         return plan_first_wave(frame, size or survey.sample_size, seed, survey.min_per_stratum,
                                stratify_by)
+    if approved is not None:
+        return plan_approved_wave(frame, wave, seed, approved, stratify_by)
     wave1 = {s["stratum"]: int(s["allocated"])
              for s in rows(conn, "survey_wave_strata", {"cluster_id": cluster, "wave": 1})}
     respondents = {r["stratum"]: int(r["respondents"])
@@ -355,11 +380,11 @@ def record_wave(conn: Connection, cluster: str, plan: WavePlan, now: datetime,
 
 def draw_wave(engine: Engine, settings: Settings, contact_key: bytes | None, wave: int,
               size: int | None, now: datetime | None = None, flow_run_id: str | None = None,
-              expected: WavePlan | None = None) -> WaveResult:
+              approved: Mapping[str, int] | None = None) -> WaveResult:
     """Return wave N if it exists, else plan and record it in one transaction.
 
-    ``expected`` (from an approved proposal) must match the fresh plan, so nothing other
-    than what was approved is drawn.
+    ``approved`` (households per stratum of an approved top-up) is drawn exactly, so nothing
+    other than what was approved is drawn.
     """
     cluster = settings.study.cluster
     try:
@@ -367,12 +392,7 @@ def draw_wave(engine: Engine, settings: Settings, contact_key: bytes | None, wav
             existing = stored_wave(conn, cluster, wave)
             if existing is not None:
                 return existing
-            plan = propose_wave(conn, settings, contact_key, wave, size)
-            if expected is not None and (plan.allocation, plan.selected) != (
-                    expected.allocation, expected.selected):
-                raise SamplingError(
-                    f"the sampling frame changed since wave {wave} was proposed; "
-                    "run the top-up again to see the new proposal")
+            plan = propose_wave(conn, settings, contact_key, wave, size, approved)
             return record_wave(conn, cluster, plan, now or datetime.now(UTC), flow_run_id)
     except IntegrityError:
         # Another run recorded this wave at the same moment: return what it recorded.
@@ -405,34 +425,10 @@ def allocation_table(frame: Mapping[str, int], allocation: Mapping[str, int]) ->
             for h in sorted(set(frame) | set(allocation))]
 
 
-def artifact_key(cluster: str, name: str) -> str:
-    """An artifact key (lowercase letters, digits, dashes) for this cluster."""
-    return re.sub(r"[^a-z0-9-]", "-", f"{cluster}-{name}".lower())
-
-
-def proposal_markdown(plan: WavePlan) -> str:
-    """The proposed top-up allocation as a Markdown table (counts only)."""
-    lines = [f"Proposed survey wave {plan.wave}: {plan.size} households, stratified by "
-             f"`{plan.stratify_by}`, seed {plan.seed}.", "",
-             "| stratum | never sampled | proposed |", "|---|---:|---:|"]
-    lines += [f"| {r['stratum']} | {r['frame']} | {r['allocated']} |"
-              for r in allocation_table(plan.frame, plan.allocation)]
-    lines += ["", "Approve to draw the wave and send its invitations; reject to draw nothing."]
-    return "\n".join(lines)
-
-
 def publish_allocation(cluster: str, result: WaveResult) -> None:
     """Table artifact of a wave's frame and allocation per stratum."""
     create_table_artifact(allocation_table(result.frame, result.allocation),
                           key=artifact_key(cluster, f"survey-wave-{result.wave}-allocation"),
                           description=f"Survey wave {result.wave}: {result.size} households, "
-                                      f"seed {result.seed}, stratified by {result.stratify_by}")
-
-
-def publish_proposal(cluster: str, plan: WavePlan) -> str:
-    """Markdown artifact of a proposed top-up wave; returns the Markdown."""
-    markdown = proposal_markdown(plan)
-    create_markdown_artifact(markdown, key=artifact_key(cluster, f"survey-wave-{plan.wave}-proposal"),
-                             description=f"Proposed survey wave {plan.wave} awaiting approval")
-    return markdown
-
+                                      f"seed {result.seed}, stratified by {result.stratify_by}; exact counts "
+                                      "for running the fieldwork; counts only, no personal data")

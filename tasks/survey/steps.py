@@ -7,6 +7,7 @@ handed what they need (engine, settings, a key, a ``Fieldwork`` context); none r
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -17,13 +18,8 @@ from tasks.core.db import compact_database
 from tasks.core.prefect import stage_task
 from tasks.core.settings import Settings
 from tasks.survey.fieldwork import InterviewDraw, draw_interviews, send_invitations, send_reminders
-from tasks.survey.monitor import (
-    RateCheck,
-    check_response_rate,
-    emit_low_rate,
-    low_rate_to_signal,
-    record_low_rate_signal,
-)
+from tasks.survey.monitor import emit_topup_needed, need_to_signal, record_signal
+from tasks.survey.need import TopUpNeed, topup_need
 from tasks.survey.outgoing import DeliveryReport, Fieldwork
 from tasks.survey.responses import (
     ImportResult,
@@ -34,8 +30,16 @@ from tasks.survey.responses import (
     start_progress,
     withdraw_household,
 )
-from tasks.survey.sampling import WavePlan, WaveResult, draw_wave, publish_allocation, publish_proposal
-from tasks.survey.topup import propose_topup, record_topup_decision
+from tasks.survey.sampling import WavePlan, WaveResult, draw_wave, publish_allocation
+from tasks.survey.topup import (
+    TopUpDecision,
+    TopUpRun,
+    TopUpStart,
+    decision_of,
+    publish_decision_form,
+    record_decision,
+    start_topup,
+)
 
 # --- sampling and top-up -----------------------------------------------------------------------
 
@@ -43,10 +47,10 @@ from tasks.survey.topup import propose_topup, record_topup_decision
 @stage_task("draw-wave")
 def draw_wave_task(engine: Engine, settings: Settings, contact_key: bytes | None, wave: int,
                    size: int | None, flow_run_id: str | None,
-                   expected: WavePlan | None = None) -> WaveResult:
-    """Draw wave N once (or return it as drawn); an approved proposal must still match."""
+                   approved: Mapping[str, int] | None = None) -> WaveResult:
+    """Draw wave N once (or return it as drawn); an approved top-up draws exactly what was approved."""
     return draw_wave(engine, settings, contact_key, wave, size, flow_run_id=flow_run_id,
-                     expected=expected)
+                     approved=approved)
 
 
 @stage_task("publish-allocation")
@@ -55,24 +59,25 @@ def publish_allocation_task(cluster: str, result: WaveResult) -> None:
     publish_allocation(cluster, result)
 
 
-@stage_task("propose-wave")
-def propose_wave_task(engine: Engine, settings: Settings, contact_key: bytes | None, wave: int | None,
-                      size: int | None) -> WavePlan | WaveResult:
-    """The top-up wave as already drawn, or its proposal (writes nothing)."""
-    return propose_topup(engine, settings, contact_key, wave, size)
+@stage_task("fix-topup-wave")
+def start_topup_task(engine: Engine, settings: Settings, contact_key: bytes | None, flow_run_id: str,
+                     wave: int | None, size: int | None, as_of: date) -> TopUpStart:
+    """Fix this run's wave before any pause (a retry reuses it) and propose it if undecided."""
+    return start_topup(engine, settings, contact_key, flow_run_id, wave, size, as_of)
 
 
-@stage_task("publish-proposal")
-def publish_proposal_task(cluster: str, plan: WavePlan) -> str:
-    """Markdown artifact of a proposed top-up wave; returns the Markdown."""
-    return publish_proposal(cluster, plan)
+@stage_task("publish-decision-form")
+def publish_decision_form_task(engine: Engine, settings: Settings, plan: WavePlan) -> str:
+    """The decision form's facts as the wave's proposal artifact; returns its markdown."""
+    return publish_decision_form(engine, settings, plan)
 
 
 @stage_task("record-topup-decision")
-def record_decision_task(engine: Engine, cluster: str, wave: int, approved: bool,
-                         flow_run_id: str | None) -> None:
-    """Audit the approval or rejection of a proposed top-up wave."""
-    record_topup_decision(engine, cluster, wave, approved, flow_run_id)
+def record_decision_task(engine: Engine, cluster: str, run: TopUpRun, answer: TopUpDecision | None,
+                         flow_run_id: str | None) -> TopUpRun:
+    """Record and audit approve, reject or a timeout (with the note, one line)."""
+    decision, note = decision_of(answer)
+    return record_decision(engine, cluster, run, decision, note, flow_run_id)
 
 
 # --- fieldwork ---------------------------------------------------------------------------------
@@ -99,29 +104,28 @@ def draw_interviews_task(engine: Engine, settings: Settings, flow_run_id: str | 
 # --- response-rate monitor ---------------------------------------------------------------------
 
 
-@stage_task("check-response-rate")
-def check_response_rate_task(engine: Engine, settings: Settings, as_of: date) -> RateCheck:
-    """Response rate over the waves whose last reminder was due by ``as_of``."""
-    return check_response_rate(engine, settings, as_of)
+@stage_task("check-topup-need")
+def check_topup_need_task(engine: Engine, settings: Settings, as_of: date) -> TopUpNeed:
+    """The top-up rule on ``as_of``: needed or not, and why (one line)."""
+    return topup_need(engine, settings, as_of)
 
 
-@stage_task("check-low-rate-signal")
-def low_rate_to_signal_task(engine: Engine, cluster: str, check: RateCheck) -> bool:
-    """Whether a low rate is to be signalled now (once per reminder cycle)."""
-    return low_rate_to_signal(engine, cluster, check)
+@stage_task("check-signalled-before")
+def need_to_signal_task(engine: Engine, cluster: str, need: TopUpNeed) -> bool:
+    """Whether a needed top-up is to be signalled now (once per latest wave)."""
+    return need_to_signal(engine, cluster, need)
 
 
 @stage_task("emit-low-response-event")
-def emit_low_rate_task(cluster: str, check: RateCheck) -> str | None:
-    """Emit the low-response-rate event (counts only); return its id."""
-    return emit_low_rate(cluster, check)
+def emit_topup_needed_task(cluster: str, need: TopUpNeed) -> str | None:
+    """Emit the event that proposes a top-up (counts only); return its id."""
+    return emit_topup_needed(cluster, need)
 
 
-@stage_task("record-low-rate-signal")
-def record_low_rate_signal_task(engine: Engine, cluster: str, check: RateCheck,
-                                flow_run_id: str | None) -> None:
-    """Remember that this cycle's low rate was signalled."""
-    record_low_rate_signal(engine, cluster, check, flow_run_id)
+@stage_task("record-signal")
+def record_signal_task(engine: Engine, cluster: str, need: TopUpNeed, flow_run_id: str | None) -> None:
+    """Remember that the top-up was signalled for this latest wave."""
+    record_signal(engine, cluster, need, flow_run_id)
 
 
 # --- responses and withdrawal ------------------------------------------------------------------

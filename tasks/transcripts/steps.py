@@ -13,10 +13,9 @@ from typing import Any
 
 from prefect.artifacts import create_table_artifact
 
-from tasks.core.prefect import stage_task
+from tasks.core.prefect import artifact_key, stage_task
 from tasks.core.runtime import Runtime
 from tasks.ingest.steps import run_stage_as_task
-from tasks.survey.sampling import artifact_key
 from tasks.transcripts.intake import approve_session, import_transcripts, redact_session
 
 
@@ -53,4 +52,5 @@ def publish_counts_task(cluster: str, command: str, result: dict[str, Any]) -> N
         return
     create_table_artifact(counts_table(result), key=artifact_key(cluster, f"transcripts-{command}"),
                           description=f"transcripts {command}: sessions, turns, words, replacements by "
-                                      "kind and review-list entries (counts only)")
+                                      "kind and review-list entries; exact counts for running the fieldwork; "
+                                      "counts only, no personal data")
