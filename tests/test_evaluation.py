@@ -1,7 +1,8 @@
 """The whole evaluation: its stages run in order as subflows; nothing to do is not a failure; a failed stage
 fails the run naming it, after the stages that do not depend on it have run."""
 
-# No `from __future__ import annotations`: the fake stages are project flows (see flows/evaluation.py).
+from __future__ import annotations
+
 from collections.abc import Iterator
 from datetime import date
 from typing import Any
