@@ -9,8 +9,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import select
 import sys
 import time
+import traceback
 from collections.abc import Callable, Mapping, Sequence
 from datetime import date
 from pathlib import Path
@@ -141,7 +143,10 @@ def build_parser() -> argparse.ArgumentParser:
     interviews.add_argument("--json", action="store_true")
 
     withdraw = sub.add_parser("withdraw", help="a household withdraws: delete its data now")
-    withdraw.add_argument("token")
+    withdraw.add_argument("token", nargs="?", default=None,
+                          help="the household's survey token (or give it with --token)")
+    withdraw.add_argument("--token", dest="token_option", metavar="TOKEN", default=None,
+                          help="the token as an option; --token=TOKEN also takes a token starting with '-'")
 
     analyse = sub.add_parser("analyse", help="write tables, charts, workbook and report")
     analyse.add_argument("--out", type=Path, required=True)
@@ -200,28 +205,126 @@ def _run(args: argparse.Namespace) -> int:
     return code
 
 
+LOG_NAME = "cluster-eval.log"
+LOG_MAX_BYTES = 1_000_000  # past this the log moves to cluster-eval.log.1 (one old file kept)
+
+
+def _failure_record(exc: BaseException, command: str) -> str:
+    """Type and frames of ``exc`` and its causes, never their messages (they may quote values)."""
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    parts = [f"{stamp} pid {os.getpid()} command {command}: {type(exc).__module__}.{type(exc).__qualname__}\n"]
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if current is not exc:
+            parts.append(f"caused by {type(current).__module__}.{type(current).__qualname__}\n")
+        parts.append("Traceback (most recent call last):\n")
+        parts.extend(traceback.format_tb(current.__traceback__))
+        current = current.__cause__ or (None if current.__suppress_context__ else current.__context__)
+    return "".join(parts) + "\n"
+
+
+def _log_failure(home: Path | None, exc: BaseException, command: str) -> Path | None:
+    """Append the detail of a failure to HOME/logs/cluster-eval.log (dir 0700, file 0600); None if impossible."""
+    if home is None:
+        return None
+    from tasks.core.home import DIR_MODE, FILE_MODE
+
+    folder = home / "logs"
+    path = folder / LOG_NAME
+    try:
+        folder.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+        os.chmod(folder, DIR_MODE)
+        try:
+            if path.lstat().st_size > LOG_MAX_BYTES:
+                os.replace(path, folder / f"{LOG_NAME}.1")
+        except FileNotFoundError:
+            pass
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, FILE_MODE)
+        try:
+            os.fchmod(fd, FILE_MODE)
+            os.write(fd, _failure_record(exc, command).encode("utf-8", "replace"))
+        finally:
+            os.close(fd)
+    except OSError:
+        return None
+    return path
+
+
+def _stdout_gone() -> None:
+    """Point stdout at /dev/null so the exit-time flush cannot raise again (Python docs, "Note on SIGPIPE")."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+def _stdout_broken() -> bool:
+    """True when stdout is closed or is a pipe nobody reads any more (POLLERR on Linux)."""
+    if sys.stdout is None:
+        return True
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poller.poll(0))
+    except (OSError, ValueError, AttributeError):
+        return True  # no poll() or no file descriptor: believe the BrokenPipeError
+
+
+def _fail(home: Path | None, exc: BaseException, command: str, what: str) -> int:
+    where = _log_failure(home, exc, command)
+    detail = f"; details in {where}" if where else ""
+    try:
+        print(f"cluster-eval: error: {what}{detail}", file=sys.stderr, flush=True)
+    except (OSError, ValueError):
+        pass
+    return 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``cluster-eval`` console script."""
+    """Entry point of the ``cluster-eval`` console script.
+
+    Every failure ends in one line on stderr and exit 1 (KeyboardInterrupt: 130). For a failure that is
+    not a UserFacingError, once the state folder exists, its type and traceback frames are appended to
+    HOME/logs/cluster-eval.log and the line says so.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
-    from tasks.core.settings import load_settings
-
+    command = " ".join(str(part) for part in (args.command, getattr(args, "action", None)) if part)
+    if sys.stdout is None:  # started with stdout closed: its descriptor may be reused by a file we open
+        print("cluster-eval: error: standard output is closed; nothing done", file=sys.stderr)
+        return 1
+    home: Path | None = None
     try:
+        from tasks.core.settings import load_settings
+
         settings = load_settings()
         from tasks.core.home import prepare_home
 
-        prepare_home(settings.home)
+        home = prepare_home(settings.home).root
         configure_prefect_env(settings.home, args.verbose)
         from tasks.core.runtime import open_runtime, use_runtime
 
         with use_runtime(open_runtime(settings, checkpoint=test_checkpoint(os.environ))):
-            return _run(args)
-    except UserFacingError as exc:
+            code = _run(args)
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit-time flush
+        return code
+    except UserFacingError as exc:  # the line is the whole story: no log entry (and no new file under the home)
         print(f"cluster-eval: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("cluster-eval: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError as exc:
+        if not _stdout_broken():  # e.g. a socket: not the reader of our output going away
+            return _fail(home, exc, command, f"unexpected {type(exc).__name__}")
+        _stdout_gone()
+        return _fail(home, exc, command, "standard output was closed before all output was written")
+    except Exception as exc:  # noqa: BLE001 - the last resort: one line, the detail in the log
+        return _fail(home, exc, command, f"unexpected {type(exc).__name__}")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -11,6 +11,7 @@ from cli.commands import Outcome
 from flows.fieldwork import interviews_flow, invite_flow, remind_flow
 from flows.responses import import_flow, withdraw_flow
 from flows.sampling import sample_flow
+from tasks.core.errors import UserFacingError
 from tasks.core.secrets import PACK_PASSPHRASE
 from tasks.survey.outgoing import NotContacted
 from tasks.survey.responses import token_digest
@@ -93,5 +94,16 @@ def _withdraw_summary(result: dict[str, Any]) -> str:
 
 
 def run_withdraw_command(args: argparse.Namespace) -> Outcome:
-    """``cluster-eval withdraw TOKEN``."""
-    return withdraw_flow(token_sha256=token_digest(args.token)), 0, _withdraw_summary
+    """``cluster-eval withdraw TOKEN`` or ``cluster-eval withdraw --token TOKEN`` (exactly one)."""
+    return withdraw_flow(token_sha256=token_digest(withdraw_token(args))), 0, _withdraw_summary
+
+
+def withdraw_token(args: argparse.Namespace) -> str:
+    """The one token given, positional or ``--token``; a usage problem is one line, exit 1."""
+    given = [t for t in (args.token, getattr(args, "token_option", None)) if t is not None]
+    if len(given) != 1:
+        raise UserFacingError("withdraw needs exactly one token: cluster-eval withdraw TOKEN "
+                              "or cluster-eval withdraw --token=TOKEN")
+    if not given[0].strip():
+        raise UserFacingError("withdraw needs a token; the one given is empty")
+    return given[0]

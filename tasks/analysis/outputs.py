@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import shutil
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -42,14 +42,23 @@ from tasks.analysis.report import render_report
 from tasks.analysis.tables import Analysis
 from tasks.analysis.workbook import write_workbook
 from tasks.core.audit import append_audit
+from tasks.core.csvsafe import neutralise
 from tasks.core.db import query
 
 #: Category of the output folder in the retention schedule's file register.
 OUTPUT_CATEGORY = "analysis_output"
 
 
-def csv_bytes(df: pl.DataFrame) -> bytes:
-    """A text frame as CSV: one header row, LF line ends, empty cell for null."""
+def csv_bytes(df: pl.DataFrame, text_columns: Sequence[str] = ()) -> bytes:
+    """A text frame as CSV: one header row, LF line ends, empty cell for null.
+
+    Cells of ``text_columns`` (labels from the data, not figures) are neutralised against
+    spreadsheet formulas (:func:`tasks.core.csvsafe.neutralise`); figures, a negative one too,
+    are written as they are.
+    """
+    if text_columns:
+        df = df.with_columns(pl.col(c).map_elements(neutralise, return_dtype=pl.String)
+                             for c in text_columns)
     return df.write_csv(line_terminator="\n", quote_style="necessary").encode("utf-8")
 
 
@@ -59,9 +68,12 @@ def write_tables(root: Path, analysis: Analysis,
     (root / RESTRICTED).mkdir(mode=0o700)
     (root / PUBLICATION).mkdir(mode=0o700)
     for info in TABLES:
-        restricted = format_table(info, analysis.tables[info.name])
-        (root / RESTRICTED / f"{info.name}.csv").write_bytes(csv_bytes(restricted))
-        (root / PUBLICATION / f"{info.name}.csv").write_bytes(csv_bytes(publication[info.name]))
+        table = analysis.tables[info.name]
+        labels = [c for c, dtype in table.schema.items() if dtype == pl.String]
+        restricted = format_table(info, table)
+        (root / RESTRICTED / f"{info.name}.csv").write_bytes(csv_bytes(restricted, labels))
+        (root / PUBLICATION / f"{info.name}.csv").write_bytes(
+            csv_bytes(publication[info.name], labels))
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from tasks.analysis.manifest import ReportContext
 from tasks.analysis.publication import survey_minimum
 from tasks.analysis.registry import TABLES, TableInfo
 from tasks.analysis.tables import Analysis
+from tasks.core.csvsafe import neutralise
 
 #: Shorthand of the Analysis Function's guidance.
 CONFIDENTIAL = "[c]"
@@ -39,7 +40,10 @@ def table_name(info: TableInfo) -> str:
 
 
 def cell_value(value: Any) -> Any:
-    """A published cell as written: a number when it is one, ``[c]``, ``[z]`` or the label."""
+    """A published cell as written: a number when it is one, ``[c]``, ``[z]`` or the label.
+
+    A label is neutralised against spreadsheet formulas (:func:`tasks.core.csvsafe.neutralise`).
+    """
     if value is None or value == "":
         return NOT_APPLICABLE
     if value == SUPPRESSED:
@@ -50,7 +54,7 @@ def cell_value(value: Any) -> Any:
                 return kind(value)
             except ValueError:
                 continue
-        return label(value)
+        return neutralise(label(value))
     return value
 
 
@@ -122,7 +126,7 @@ def _cover(book: Any, context: ReportContext, bold: Any, wrap: Any) -> None:
 def write_workbook(path: Path, analysis: Analysis, publication: Mapping[str, pl.DataFrame],
                    context: ReportContext) -> None:
     """Cover, Contents, Notes, then one publication table per sheet as a named Excel table."""
-    book = xlsxwriter.Workbook(str(path), {"nan_inf_to_errors": True})
+    book = xlsxwriter.Workbook(str(path), {"nan_inf_to_errors": True, "strings_to_formulas": False})
     book.set_properties({"title": "Cluster evaluation analysis", "author": GENERATOR,
                          "created": context.generated_at.replace(tzinfo=None)})
     bold = book.add_format({"bold": True, "font_size": 12})
@@ -165,7 +169,7 @@ def _table_sheet(book: Any, info: TableInfo, df: pl.DataFrame,
     sheet.write_string(0, 0, info.title, bold)
     sheet.write_string(1, 0, f"{info.description} {CONFIDENTIAL} = confidential, "
                              f"{NOT_APPLICABLE} = not applicable (see Notes).")
-    headers = _unique([label(c) for c in df.columns])
+    headers = _unique([neutralise(label(c)) for c in df.columns])
     data = [[cell_value(v) for v in row] for row in df.iter_rows()]
     if not data:
         data = [[NOT_APPLICABLE] * len(headers)]

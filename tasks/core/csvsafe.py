@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 from collections.abc import Iterable, Sequence
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -22,8 +23,14 @@ def neutralise(value: object) -> str:
 def csv_bytes(header: Sequence[str], rows: Iterable[Sequence[object]], *, line_end: str = "\n",
               excel_bom: bool = False) -> bytes:
     """UTF-8 CSV with one header row, every cell neutralised; ``excel_bom`` adds a BOM for Excel."""
+    # the csv module quotes a field only for the characters of its line terminator: written with
+    # CRLF, a field holding a bare CR or LF is always quoted (a bare CR is a row break in Excel)
     buffer = io.StringIO(newline="")
-    writer = csv.writer(buffer, lineterminator=line_end)
-    writer.writerow([neutralise(h) for h in header])
-    writer.writerows([neutralise(v) for v in row] for row in rows)
-    return (("\ufeff" if excel_bom else "") + buffer.getvalue()).encode("utf-8")
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    lines = []
+    for row in itertools.chain([header], rows):
+        buffer.seek(0)
+        buffer.truncate()
+        writer.writerow([neutralise(v) for v in row])
+        lines.append(buffer.getvalue()[:-2] + line_end)
+    return (("\ufeff" if excel_bom else "") + "".join(lines)).encode("utf-8")

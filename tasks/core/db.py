@@ -32,6 +32,8 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA secure_delete=ON")
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA busy_timeout=30000")
+    # Temporary tables, sort spills and VACUUM's copy stay in memory, never in /var/tmp or /tmp.
+    cursor.execute("PRAGMA temp_store=MEMORY")
     cursor.close()
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,9 +76,10 @@ def prepare_home(root: Path) -> Home:
             folder.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
             os.chmod(folder, DIR_MODE)
         (home.root / "prefect").mkdir(mode=DIR_MODE, exist_ok=True)
-        probe = home.root / ".write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
+        # A unique probe per process: concurrent first runs on a fresh home must not race.
+        fd, probe = tempfile.mkstemp(prefix=".write-test-", dir=home.root)
+        os.close(fd)
+        os.unlink(probe)
     except OSError as exc:
         raise ConfigError(
             f"CLUSTER_EVAL_HOME {root} is not writable ({exc.strerror}); "

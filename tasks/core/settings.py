@@ -85,6 +85,9 @@ class SurveySettings(_Section):
     reminder_routes: tuple[Literal["same", "phone"], ...] = ("same", "phone")
     survey_url_template: str = "https://survey.example.invalid/s/{token}"
     fieldwork_end: date | None = None
+    response_grace_days: int = Field(
+        28, ge=0, le=366, description="responses submitted up to this many days after "
+        "survey.fieldwork_end are still imported (late paper returns); later ones are quarantined")
     interview_min: int = Field(5, ge=1)
     interview_max: int = Field(10, ge=1)
     reminder_cron: str = Field("0 9 * * *", description="when `serve` sends due reminders (UK time)")

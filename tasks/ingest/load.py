@@ -39,6 +39,7 @@ from tasks.core.errors import UserFacingError
 from tasks.ingest.transform import AnalysisTables
 
 RAW_EXTRACT = "raw_extract"
+RAW_FILE_MODE = 0o600  # the kept encrypted extract and its sidecar: owner only
 CONTACT_COLUMNS = ("cluster_id", "family_pid", "key_id", "nonce", "ciphertext", "extract_sha256")
 INGESTED = "ingested"
 BATCH_ROWS = 50_000
@@ -199,18 +200,19 @@ def _move(source: Path, target: Path) -> None:
 def planned_moves(extract: ExtractFile) -> list[tuple[Path, Path]]:
     """Where the encrypted file (and its .sha256 sidecar, when present) go in HOME/raw."""
     moves = [(extract.source, extract.raw_path)]
-    if extract.sidecar.is_file():
+    if extract.sidecar.is_file() and not extract.sidecar.is_symlink():
         moves.append((extract.sidecar, extract.raw_path.with_name(extract.raw_path.name + ".sha256")))
     return moves
 
 
 def keep_raw_files(moves: list[tuple[Path, Path]]) -> list[tuple[Path, Path]]:
-    """Move the files into HOME/raw; on failure put back what moved and raise OSError."""
+    """Move the files into HOME/raw (mode 0600); on failure put back what moved and raise OSError."""
     done: list[tuple[Path, Path]] = []
     try:
         for source, target in moves:
             _move(source, target)
             done.append((source, target))
+            target.chmod(RAW_FILE_MODE)
     except OSError:
         undo_moves(done)
         raise

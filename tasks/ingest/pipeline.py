@@ -31,8 +31,9 @@ from sqlalchemy import Engine
 from schemas.codes import TABLES
 from tasks.core.archive import ArchiveLimits, Extract, decrypt_extract, verify_sidecar
 from tasks.core.archive import sha256_bytes as sha256_of
+from tasks.core.csvsafe import neutralise
 from tasks.core.errors import InputRejected, SecretMissing, UserFacingError
-from tasks.core.home import Home, write_private
+from tasks.core.home import FILE_MODE, Home, write_private
 from tasks.core.runtime import Runtime
 from tasks.core.secrets import CONTACT_KEY, EXTRACT_PASSPHRASE, PSEUDONYM_KEY, Secrets
 from tasks.core.settings import IngestSettings
@@ -238,15 +239,21 @@ def load(engine: Engine, cluster: str, extract: ExtractFile, analysis: AnalysisT
 
 
 def quarantine(path: Path, home: Home, reason: str, at: datetime) -> Path | None:
-    """Move a rejected file (and sidecar) to HOME/quarantine with a reason file (no values)."""
-    if not path.is_file():  # e.g. a concurrent run already moved it
+    """Move a rejected file (and sidecar) to HOME/quarantine, 0600, with a reason file (no values).
+
+    A symbolic link is never moved (nor followed): ``ingest_file`` refuses links before this.
+    """
+    if not path.is_file() or path.is_symlink():  # e.g. a concurrent run already moved it
         return None
     target = home.quarantine / f"{at.strftime('%Y%m%dT%H%M%S%fZ')}-{path.name}"
     home.quarantine.mkdir(mode=0o700, parents=True, exist_ok=True)
     sidecar = path.with_name(path.name + ".sha256")
     shutil.move(path, target)
-    if sidecar.is_file():
-        shutil.move(sidecar, target.with_name(target.name + ".sha256"))
+    target.chmod(FILE_MODE)
+    if sidecar.is_file() and not sidecar.is_symlink():
+        sidecar_target = target.with_name(target.name + ".sha256")
+        shutil.move(sidecar, sidecar_target)
+        sidecar_target.chmod(FILE_MODE)
     write_private(target.with_name(target.name + ".reason.txt"), (reason + "\n").encode("utf-8"))
     return target
 
@@ -313,7 +320,8 @@ def write_quality_report(outcome: IngestOutcome, raw: RawTables | None,
     path = None
     if outcome.sha256:
         path = home.outputs / QUALITY_FOLDER / f"{outcome.sha256[:12]}.csv"
-        write_private(path, frame.write_csv().encode("utf-8"))
+        safe = frame.with_columns(pl.col(pl.String).map_elements(neutralise, return_dtype=pl.String))
+        write_private(path, safe.write_csv().encode("utf-8"))  # extra headers are echoed: formula-safe
     return QualityReport(frame=frame, markdown=quality_markdown(outcome, frame), path=path)
 
 
@@ -385,6 +393,10 @@ def ingest_file(path: Path, runtime: Runtime, secrets: IngestSecrets, *,
     def unfinished(message: str) -> UserFacingError:
         return UserFacingError(f"file {name}: {message}; check the folder {home.root}")
 
+    if path.is_symlink():
+        return IngestOutcome("rejected", None, f"file {path} is a symbolic link; ingest refuses "
+                             "links, give the path of the extract itself", _zero_tables(),
+                             NO_POPULATION)
     if not path.is_file():
         return IngestOutcome("rejected", None, f"file {path} does not exist or is not a file; "
                              "check the path", _zero_tables(), NO_POPULATION)

@@ -2,7 +2,8 @@
 
 The members are either exactly one ``.xlsx`` workbook (one sheet per table, sheet names
 exact) or one ``<table>.csv`` per table; anything else is refused as a whole. CSV encoding is
-detected from the bytes (UTF-8 with or without BOM, else Windows-1252). Headers match the spec
+detected from the bytes (UTF-8 with or without BOM, else Windows-1252); line endings may be
+CRLF, LF or CR, even mixed in one file (all read as LF). Headers match the spec
 columns case-insensitively, trimmed, spaces and underscores alike. Every kept cell is text,
 trimmed, empty = missing; native Excel dates come back as ``YYYY-MM-DD``. Columns that are
 never read (free text, child_name) are dropped while parsing. Nothing touches the disk, and no
@@ -53,6 +54,11 @@ def detect_encoding(data: bytes) -> str:
     except UnicodeDecodeError:
         return "cp1252"
     return "utf-8"
+
+
+def normalise_line_endings(text: str) -> str:
+    """CRLF, lone CR (old Mac) and LF, even mixed in one file, all become LF before parsing."""
+    return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
 def read_tables(members: Mapping[str, bytes], file_name: str) -> RawTables:
@@ -140,7 +146,11 @@ def _read_csv(data: bytes, encoding: str, file_name: str,
     except UnicodeDecodeError:
         raise InputRejected("the CSV is neither UTF-8 nor Windows-1252 text", file=file_name,
                             table=table) from None
-    utf8 = text.encode("utf-8") if encoding != "utf-8" else data
+    if "\r" in text:
+        text = normalise_line_endings(text)
+        utf8 = text.encode("utf-8")
+    else:
+        utf8 = text.encode("utf-8") if encoding != "utf-8" else data
     if not text.strip():
         raise InputRejected("the CSV is empty: it needs a header row", file=file_name,
                             table=table)

@@ -7,13 +7,12 @@ for retention under ``PACK_CATEGORY``.
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 from tasks.core.archive import aes_zip_bytes
 from tasks.core.contacts import ContactRecord
+from tasks.core.csvsafe import csv_bytes
 from tasks.core.home import write_private
 from tasks.survey.outgoing import Outgoing
 
@@ -29,12 +28,9 @@ def survey_url(template: str, token: str) -> str:
 
 
 def _csv(columns: Sequence[str], records: Iterable[Mapping[str, str | None]]) -> bytes:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(columns), lineterminator="\r\n")
-    writer.writeheader()
-    for record in records:
-        writer.writerow({c: record.get(c) or "" for c in columns})
-    return buffer.getvalue().encode("utf-8-sig")  # BOM: Word/Excel mail merge reads UTF-8
+    """CRLF CSV with a BOM (Word/Excel mail merge reads UTF-8), every cell formula-safe."""
+    return csv_bytes(columns, ([record.get(c) or "" for c in columns] for record in records),
+                     line_end="\r\n", excel_bom=True)
 
 
 def pack_members(items: Sequence[Outgoing], contacts: Mapping[str, ContactRecord],

@@ -2,8 +2,9 @@
 
 Import rules: the file is identified by its SHA-256 (importing it again changes nothing).
 A file that is not a CSV with every export column is rejected whole. Each row is checked
-(token issued and not withdrawn, submitted_at ISO 8601 or DD/MM/YYYY HH:MM and a real
-time, mode code, scores 0-10, yes/no); a failing row is quarantined with row number,
+(token issued and not withdrawn, submitted_at ISO 8601 or DD/MM/YYYY HH:MM, a real
+time, not before the study window and not after the import, nor after the end of fieldwork
+plus ``survey.response_grace_days``; mode code, scores 0-10, yes/no); a failing row is quarantined with row number,
 column and reason (never a value). Among valid rows one response per token is kept: the
 latest ``submitted_at`` (a tie goes to the later row); the earlier is reported as a
 duplicate. Against responses already stored: a later submission replaces the stored one,
@@ -18,7 +19,7 @@ import io
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -108,7 +109,7 @@ def _decode(data: bytes, file_name: str) -> str:
 
 def read_export(data: bytes, file_name: str) -> pl.DataFrame:
     """Parse the export into the raw frame (row number + every column as trimmed text)."""
-    text = _decode(data, file_name)
+    text = _decode(data, file_name).replace("\r\n", "\n").replace("\r", "\n")  # mixed endings
     if not text.strip():
         raise InputRejected("is empty; expected a CSV survey export with a header row", file=file_name)
     try:
@@ -146,7 +147,53 @@ def parse_submitted_at(text: str | None) -> str | None:
         return None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UK_TIME)
-    return moment.astimezone(UTC).replace(microsecond=0).isoformat()
+    try:
+        return moment.astimezone(UTC).replace(microsecond=0).isoformat()
+    except OverflowError:  # year 1 or 9999 pushed past the calendar by its offset
+        return None
+
+
+@dataclass(frozen=True)
+class TimeWindow:
+    """The submitted_at values that can be real (UTC ISO, both ends included)."""
+
+    earliest: str
+    latest: str
+    latest_reason: str
+
+
+def submission_window(settings: Settings, now: datetime) -> TimeWindow:
+    """From the study window's start to now, or to the end of fieldwork plus the grace period if earlier.
+
+    A response cannot predate the study, nor come from the future; once fieldwork has ended
+    (``survey.fieldwork_end``, a UK date, to its last minute) only the
+    ``survey.response_grace_days`` that follow still let late returns (posted paper) in.
+    """
+    earliest = datetime.combine(settings.study.window_start, time(0), UK_TIME).astimezone(UTC)
+    latest, reason = now.astimezone(UTC), "submitted_at is later than the time of the import"
+    end: date | None = settings.survey.fieldwork_end
+    if end is not None:
+        closes = (datetime.combine(end + timedelta(days=1 + settings.survey.response_grace_days),
+                                   time(0), UK_TIME).astimezone(UTC) - timedelta(seconds=1))
+        if closes < latest:
+            latest, reason = closes, ("submitted_at is after the end of fieldwork plus "
+                                      "survey.response_grace_days")
+    return TimeWindow(earliest.replace(microsecond=0).isoformat(),
+                      latest.replace(microsecond=0).isoformat(), reason)
+
+
+def outside_window(clean: pl.DataFrame, window: TimeWindow) -> list[RowProblem]:
+    """Rows whose (UTC ISO) submitted_at is before the study or after the window's end."""
+    problems = []
+    for row, at in clean.select("row", "submitted_at").iter_rows():
+        if at is None:
+            continue
+        if at < window.earliest:
+            problems.append(RowProblem(row, "submitted_at", "time_window",
+                                       "submitted_at is before the start of the study window"))
+        elif at > window.latest:
+            problems.append(RowProblem(row, "submitted_at", "time_window", window.latest_reason))
+    return problems
 
 
 def _reason(column: str, check: str) -> tuple[str, str]:
@@ -232,8 +279,8 @@ class Validated:
 
 
 def validate_export(raw: pl.DataFrame, issued: Sequence[str], withdrawn: Sequence[str],
-                    file_name: str) -> Validated:
-    """Raw checks, typing, real-time check, de-duplication, clean checks."""
+                    file_name: str, window: TimeWindow | None = None) -> Validated:
+    """Raw checks, typing, real-time check, time-window check, de-duplication, clean checks."""
     problems = row_problems(raw_schema(issued, withdrawn), raw, file_name)
     bad = {p.row for p in problems}
     clean = to_clean(raw.filter(~pl.col("row").is_in(sorted(bad))))
@@ -241,6 +288,10 @@ def validate_export(raw: pl.DataFrame, issued: Sequence[str], withdrawn: Sequenc
     problems += [RowProblem(r, "submitted_at", "datetime", "submitted_at is not a real date and time")
                  for r in unreal]
     clean = clean.filter(pl.col("submitted_at").is_not_null())
+    if window is not None:  # before de-duplication: a year-9999 row must never win
+        outside = outside_window(clean, window)
+        problems += outside
+        clean = clean.filter(~pl.col("row").is_in([p.row for p in outside]))
     records, duplicates = keep_latest(clean.to_dicts())
     kept = clean.filter(pl.col("row").is_in([r["row"] for r in records]))
     late = row_problems(clean_schema(), kept, file_name)
@@ -326,7 +377,8 @@ def _import_new(conn: Connection, settings: Settings, data: bytes, sha: str, fil
     raw = read_export(data, file_name)
     tokens = rows(conn, "survey_issued_tokens", {"cluster_id": cluster})
     checked = validate_export(raw, [t["token"] for t in tokens],
-                              [t["token"] for t in tokens if t["withdrawn"]], file_name)
+                              [t["token"] for t in tokens if t["withdrawn"]], file_name,
+                              submission_window(settings, now))
     stored = {r["token"]: r["submitted_at"]
               for r in rows(conn, "survey_responses_stored", {"cluster_id": cluster})}
     merged = merge_with_stored(checked, stored)

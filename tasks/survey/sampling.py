@@ -345,8 +345,15 @@ def propose_wave(conn: Connection, settings: Settings, contact_key: bytes | None
 
 
 def new_token() -> str:
-    """An unguessable survey token: 192 random bits, URL-safe, no personal data."""
-    return secrets.token_urlsafe(TOKEN_BYTES)
+    """An unguessable survey token: 192 random bits, URL-safe, no personal data.
+
+    A token never starts with ``-``, so a command line never takes it for an option
+    (``cluster-eval withdraw -abc`` would fail): such a draw is simply drawn again.
+    """
+    while True:
+        token = secrets.token_urlsafe(TOKEN_BYTES)
+        if not token.startswith("-"):
+            return token
 
 
 def record_wave(conn: Connection, cluster: str, plan: WavePlan, now: datetime,
