@@ -72,11 +72,6 @@ def server_access() -> ServerAccess:
     return ServerAccess(str(api.url).rstrip("/"), auth or None, key or None)
 
 
-def require_api_url() -> str:
-    """The Prefect server to serve to, or a one-line ConfigError."""
-    return server_access().api_url
-
-
 def is_loopback(url: str) -> bool:
     """Whether the URL's host is this machine (localhost, 127.0.0.0/8, ::1)."""
     host = (urlsplit(url).hostname or "").lower()
