@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: demo test check lint bench clean
+.PHONY: demo test check lint audit bench clean
 
 # Test processes (pytest-xdist workers) for `make test` and `make check`; WORKERS=0 runs in one process.
 WORKERS ?= 2
@@ -32,6 +32,10 @@ lint: $(STAMP)
 # The quick loop: lint, then every test that needs no Prefect server and no command-line process.
 check: lint
 	$(PYTEST) -m "not e2e"
+
+# Known vulnerabilities of every pin in requirements.lock (pip-audit; .ci/run runs it too).
+audit: $(STAMP)
+	$(BIN)/python .ci/audit-deps
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/ingest.py

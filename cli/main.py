@@ -40,14 +40,17 @@ def configure_prefect_env(home: Path, verbose: bool = False) -> None:
 # test can kill -9 the sweep at a chosen point. Unset in production.
 TRACE_ENV = "CLUSTER_EVAL_TEST_RETENTION_TRACE"
 PAUSE_ENV = "CLUSTER_EVAL_TEST_RETENTION_PAUSE"
+# The same hook inside the responses-import transaction (tests/test_responses_kill.py).
+RESPONSES_TRACE_ENV = "CLUSTER_EVAL_TEST_RESPONSES_TRACE"
+RESPONSES_PAUSE_ENV = "CLUSTER_EVAL_TEST_RESPONSES_PAUSE"
 
 
 def test_checkpoint(environ: Mapping[str, str]) -> Checkpoint | None:
-    """The fault-injection hook of the retention kill test, when its variables are set."""
-    trace = environ.get(TRACE_ENV)
+    """The fault-injection hook of the retention or responses kill test, when its variables are set."""
+    hooks = ((TRACE_ENV, PAUSE_ENV), (RESPONSES_TRACE_ENV, RESPONSES_PAUSE_ENV))
+    trace, pause = next(((environ[t], float(environ.get(p, "0"))) for t, p in hooks if environ.get(t)), ("", 0.0))
     if not trace:
         return None
-    pause = float(environ.get(PAUSE_ENV, "0"))
 
     def checkpoint(label: str) -> None:
         with Path(trace).open("a", encoding="utf-8") as out:
@@ -198,6 +201,9 @@ def _run(args: argparse.Namespace) -> int:
     handler = commands.HANDLERS[(args.command, getattr(args, "action", None))]
     if args.command != "serve":  # serve makes the stricter check itself (credentials when remote)
         _check_named_server()
+        from tasks.core.prefect import start_ephemeral_server
+
+        start_ephemeral_server()  # no server named: Prefect's own, started here so that it dies with us
     with tags(*current_runtime().run_tags):  # every run of this command carries its cluster
         result, code, summary = handler(args)
     if result is not None:

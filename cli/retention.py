@@ -8,7 +8,7 @@ from typing import Any
 
 from cli.commands import Outcome
 from flows.audit import AuditChainBroken, audit_line, audit_verify_flow
-from flows.retention import RetentionNotVerified, retention_flow
+from flows.retention import RetentionNotVerified, retention_flow, verification_text
 from flows.status import status_flow
 
 
@@ -28,11 +28,7 @@ def _retention_summary(result: dict[str, Any]) -> str:
     for item in result["unscheduled"]:
         lines.append(f"  not scheduled: {item['rule']} ({item['reason']})")
     if result["verification"]:
-        check = result["verification"]
-        lines.append(
-            "  verification: "
-            + ("nothing remains" if check["ok"] else f"REMAINING {check['remaining']}")
-        )
+        lines.append(f"  verification: {verification_text(result)}")
     lines += [f"  warning: {w}" for w in result["warnings"]]
     return "\n".join(lines)
 
@@ -67,6 +63,11 @@ def _status_summary(result: dict[str, Any]) -> str:
         lines.append(f"retention next: {entry['rule']} on {entry['due_date']}")
     for item in retention["unscheduled"]:
         lines.append(f"retention not scheduled: {item['rule']} ({item['reason']})")
+    held = retention.get("prefect_events")
+    if held:
+        lines.append(f"retention: Prefect still holds {held['remaining']} event(s) of this cluster until "
+                     f"{held['trimmed_by']} ({held['server']} server; the sweep as of {held['as_of']} "
+                     "could not delete them)")
     lines += [f"warning: {w}" for w in result["warnings"]]
     stale = result.get("stale_outputs") or []
     if stale:

@@ -1,4 +1,4 @@
-"""Audit flow: verify the hash chain of the audit log (a broken chain ends the run Failed)."""
+"""Audit flow: verify the audit log's keyed hash chain and its anchors (a broken chain ends the run Failed)."""
 
 from __future__ import annotations
 
@@ -22,15 +22,18 @@ class AuditChainBroken(UserFacingError):
 
 def audit_line(result: Mapping[str, Any]) -> str:
     """The one line ``audit verify`` tells its result by (counts and the entry number only)."""
-    if result["ok"]:
-        return f"audit log intact: {result['entries']} entries"
-    return f"audit log broken at entry {result['first_broken_seq']}: {result['reason']}"
+    if not result["ok"]:
+        return f"audit log broken: {result['reason']}"
+    unkeyed = result.get("unkeyed_entries") or 0
+    older = f" ({unkeyed} unkeyed, from an earlier version)" if unkeyed else ""
+    return f"audit log intact: {result['entries']} entries{older}"
 
 
 @project_flow(flow_names.AUDIT_VERIFY, run_name=lambda p: "audit verify", summary=audit_line)
 def audit_verify_flow() -> dict[str, Any]:
-    """Recompute every audit entry's hash and back-link; report the first broken one."""
-    result = verify_audit_chain(current_runtime().engine)
+    """Recompute every audit entry's hash and back-link, check the anchors; report the first failure."""
+    runtime = current_runtime()
+    result = verify_audit_chain(runtime.engine, runtime.home)
     if not result["ok"]:
         raise AuditChainBroken(audit_line(result), result)
     return result

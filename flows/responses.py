@@ -60,7 +60,7 @@ def import_flow(path: Path) -> dict[str, Any]:
     """
     rt = current_runtime()
     progress = start_progress_task(rt.engine, rt.settings)
-    result = import_responses_task(rt.engine, rt.settings, Path(path), flow_run.get_id())
+    result = import_responses_task(rt.engine, rt.settings, Path(path), flow_run.get_id(), rt.checkpoint)
     finish_progress_task(progress, result)
     publish_response_rates_task(rt.engine, rt.settings)
     if result.status == "duplicate":

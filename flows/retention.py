@@ -1,7 +1,9 @@
 """Retention flow: apply the schedule of ``deployments/retention-rules.toml`` and audit it.
 
 A sweep whose verification finds data that should be gone ends the run Failed with the line the
-CLI prints; its result (what was deleted, what remains) stays in the ``--json`` output.
+CLI prints; its result (what was deleted, what remains) stays in the ``--json`` output. The one
+exception: Prefect events on an external server, whose API cannot delete them, are reported with
+the day the server trims them (verification outcome ``prefect-events-pending``), not a failure.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from tasks.retention.report import sweep_report
 from tasks.retention.steps import (
     compact,
     delete_due,
+    delete_events,
     finish_unfinished,
     open_sweep,
     plan_retention,
@@ -25,6 +28,7 @@ from tasks.retention.steps import (
     running_run_ids,
     verify,
 )
+from tasks.retention.verify import events_line
 
 
 class RetentionNotVerified(UserFacingError):
@@ -49,8 +53,18 @@ def _summary(result: Mapping[str, Any]) -> str:
     deleted = result["deleted"]
     totals = ", ".join(f"{sum(int(d.get(k, 0)) for d in deleted)} {k.replace('_', ' ')}"
                        for k in ("rows", "files", "keys", "flow_runs"))
-    return (f"{head}: {len(deleted)} item(s) deleted ({totals}); verification: nothing remains; "
+    return (f"{head}: {len(deleted)} item(s) deleted ({totals}); verification: {verification_text(result)}; "
             f"{len(result['next'])} deletion(s) coming next; {len(result['warnings'])} warning(s)")
+
+
+def verification_text(result: Mapping[str, Any]) -> str:
+    """What the verification found, in words (the flow's summary and the CLI line)."""
+    check = result["verification"]
+    if check["outcome"] == "clean":
+        return "nothing remains"
+    if check["outcome"] == "prefect-events-pending":
+        return f"nothing else remains; {events_line(check['prefect_events'])}"
+    return f"REMAINING {check['remaining']}"
 
 
 @project_flow(flow_names.RETENTION_SWEEP, run_name=_run_name, summary=_summary)
@@ -69,11 +83,12 @@ def retention_flow(as_of: date | None = None, dry_run: bool = False) -> dict[str
     if dry_run:
         return sweep_report(schedule, True, warnings=notes)
     deleted = resumed + delete_due(runtime, sweep, schedule)
+    delete_events(runtime, sweep, deleted)
     verification = verify(runtime, sweep, schedule, deleted)
     publish_deletions(runtime.cluster, sweep, deleted, verification)
     compaction = compact(runtime)  # last: leaves the database files as the sweep left the rows
     result = sweep_report(schedule, False, deleted, verification, compaction=compaction, warnings=notes)
-    if not verification.ok:
+    if verification.outcome == "remaining":
         raise RetentionNotVerified(
             f"retention verification found data that should be gone: {verification.remaining}; "
             "see the JSON 'verification' items", result)

@@ -17,7 +17,15 @@ def _summary(result: Mapping[str, Any]) -> str:
     return (f"{result['extracts']['ingested']} extract(s) ingested; {len(survey['waves'])} wave(s), "
             f"respondents {survey['respondents']} of {survey['target_respondents']} targeted; retention: "
             f"{len(retention['due'])} rule(s) due now, {len(retention['next'])} coming next; "
+            f"{held_text(retention.get('prefect_events'))}"
             f"{len(result['warnings'])} warning(s), {len(result.get('stale_outputs') or [])} stale output(s)")
+
+
+def held_text(held: Mapping[str, Any] | None) -> str:
+    """The Prefect events an external server still holds after the last sweep ('' when none)."""
+    if not held:
+        return ""
+    return f"Prefect still holds {held['remaining']} event(s) of this cluster until {held['trimmed_by']}; "
 
 
 @project_flow(flow_names.STATUS, run_name=lambda p: "status", summary=_summary)

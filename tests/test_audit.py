@@ -14,6 +14,7 @@ from sqlalchemy import Engine, text
 
 from tasks.core.audit import append_audit, verify_audit
 from tasks.core.runtime import Runtime
+from tasks.core.secrets import AUDIT_KEY
 
 WRITERS = 6
 APPENDS = 20
@@ -22,11 +23,12 @@ APPENDS = 20
 _WRITER = textwrap.dedent("""
     import sys, time
     from pathlib import Path
-    from tasks.core.audit import append_audit
+    from tasks.core.audit import append_audit, bind_audit_key
     from tasks.core.db import make_engine
 
     url, name, count, gate = sys.argv[1], sys.argv[2], int(sys.argv[3]), Path(sys.argv[4])
     engine = make_engine(url)
+    bind_audit_key(engine, bytes.fromhex(sys.argv[5]))
     (gate.parent / f"ready-{name}").touch()
     while not gate.exists():
         time.sleep(0.005)
@@ -79,9 +81,10 @@ def test_concurrent_processes_append_one_unbroken_chain(runtime: Runtime, tmp_pa
     gate = tmp_path / "gate" / "go"
     gate.parent.mkdir()
     url = runtime.engine.url.render_as_string(hide_password=False)
+    key, _ = runtime.secrets.key_or_create(AUDIT_KEY)  # every writer holds the same audit key
     writers = [
         subprocess.Popen(  # noqa: S603 - our own interpreter and script
-            [sys.executable, "-c", _WRITER, url, f"w{i}", str(APPENDS), str(gate)],
+            [sys.executable, "-c", _WRITER, url, f"w{i}", str(APPENDS), str(gate), key.hex()],
             cwd=Path(__file__).resolve().parents[1], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         )
         for i in range(WRITERS)

@@ -150,3 +150,134 @@ def test_broken_pipe_of_a_socket_is_not_taken_for_stdout(tmp_path: Path, monkeyp
     with os.fdopen(write_end, "w") as pipe:
         monkeypatch.setattr(sys, "stdout", pipe)
         assert cli_main._stdout_broken() is True
+
+
+# --- every command of the parser: an unreachable database, a closed stdout, a missing table ---
+
+# Each command of ``build_parser`` with arguments that parse (files exist but hold nothing useful),
+# and a table it reads: dropped, the command must end in one line and exit 1 (at that table or earlier).
+COMMANDS: dict[str, tuple[list[str], str | None]] = {
+    "demo": (["demo", "--out", "{out}", "--families", "20"], "extracts"),
+    "ingest": (["ingest", "{file}", "--json"], "extracts"),
+    "sample": (["sample", "--wave", "1", "--json"], "waves"),
+    "invite": (["invite", "--wave", "1", "--json"], "waves"),
+    "remind": (["remind", "--json"], "contact_attempts"),
+    "responses import": (["responses", "import", "{file}", "--json"], "waves"),
+    "interviews": (["interviews", "--json"], "interview_draws"),
+    "withdraw": (["withdraw", "--token", "ABCD1234"], "households"),
+    "analyse": (["analyse", "--out", "{out}"], "families"),
+    "retention": (["retention", "--json"], "retention_deletions"),
+    "audit verify": (["audit", "verify"], "audit_log"),
+    "participants import": (["participants", "import", "{file}", "--json"], "qual_deliveries"),
+    "participants withdraw": (["participants", "withdraw", "P001", "--json"], "qual_participants"),
+    "transcripts import": (["transcripts", "import", "{file}", "--json"], "qual_deliveries"),
+    "transcripts redact": (["transcripts", "redact", "S01", "--json"], "qual_sessions"),
+    "transcripts approve": (["transcripts", "approve", "S01", "--json"], "qual_sessions"),
+    "coding export": (["coding", "export", "--out", "{out}/coding.qdpx", "--json"], "qual_codes"),
+    "coding import": (["coding", "import", "{file}", "--json"], "qual_codes"),
+    # serve reads no table of the study before it serves (its runs do): no missing-table case.
+    "serve": (["serve"], None),
+    "status": (["status", "--json"], "waves"),
+}
+UNREACHABLE = "postgresql+psycopg://u:hunter2@127.0.0.1:9/none"
+
+
+def _parser_commands() -> set[str]:
+    """Every command of the real parser, as "command" or "command action"."""
+    import argparse
+
+    def subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+        for action in parser._actions:  # argparse keeps sub-commands only here
+            if isinstance(action, argparse._SubParsersAction):
+                return dict(action.choices)
+        return {}
+
+    found = set()
+    for name, sub in subcommands(cli_main.build_parser()).items():
+        actions = subcommands(sub)
+        found |= {f"{name} {action}" for action in actions} if actions else {name}
+    return found
+
+
+def test_the_list_is_every_command_of_the_parser() -> None:
+    assert set(COMMANDS) == _parser_commands()
+
+
+def _argv(command: str, tmp_path: Path) -> list[str]:
+    delivery = tmp_path / "delivery.zip"
+    if not delivery.exists():
+        delivery.write_bytes(b"PK\x03\x04 not really an archive")
+    return [a.format(file=delivery, out=tmp_path / "out") for a in COMMANDS[command][0]]
+
+
+def _one_line_each(runs: dict[str, subprocess.CompletedProcess[str]], line: str) -> dict[str, str]:
+    """The commands whose run was not exactly ``line`` on stderr with exit 1 (and what they did)."""
+    return {name: f"exit {done.returncode}: {done.stderr[-600:]}" for name, done in runs.items()
+            if done.returncode != 1 or done.stderr.count("\n") != 1 or not done.stderr.startswith(line)
+            or "Traceback" in done.stderr}
+
+
+def _run_all(tmp_path: Path, wrap: str | None = None, **env: str) -> dict[str, subprocess.CompletedProcess[str]]:
+    """Run every command at once (4 at a time), each with its own home under ``tmp_path``."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("CLUSTER_EVAL_", "PREFECT_API"))}
+
+    def run(command: str) -> subprocess.CompletedProcess[str]:
+        folder = tmp_path / command.replace(" ", "-")
+        folder.mkdir()
+        argv = [sys.executable, "-m", "cli", *_argv(command, folder)]
+        if wrap:
+            argv = ["sh", "-c", wrap, *argv]
+        return subprocess.run(argv, env={**clean, "CLUSTER_EVAL_HOME": str(folder / "var"), **env},  # noqa: S603
+                              cwd=folder, stdout=subprocess.DEVNULL if wrap else subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, timeout=120, check=False)
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        return dict(zip(COMMANDS, pool.map(run, COMMANDS), strict=True))
+
+
+@pytest.mark.e2e
+def test_every_command_with_an_unreachable_database_is_one_line(tmp_path: Path) -> None:
+    runs = _run_all(tmp_path, CLUSTER_EVAL_DATABASE_URL=UNREACHABLE)
+    line = "cluster-eval: error: database postgresql+psycopg://u:***@127.0.0.1:9/none is unreachable"
+    assert _one_line_each(runs, line) == {}
+    assert all("hunter2" not in done.stderr for done in runs.values())
+    assert [name for name in runs if (tmp_path / name.replace(" ", "-") / "var" / "logs").exists()] == []
+
+
+@pytest.mark.e2e
+def test_every_command_with_stdout_closed_does_nothing(tmp_path: Path) -> None:
+    runs = _run_all(tmp_path, wrap='exec "$0" "$@" >&-')
+    assert _one_line_each(runs, "cluster-eval: error: standard output is closed; nothing done") == {}
+    assert [name for name in runs if (tmp_path / name.replace(" ", "-") / "var").exists()] == []
+
+
+@pytest.mark.parametrize("command", [name for name, (_, table) in COMMANDS.items() if table])
+def test_every_command_with_a_missing_table_is_one_line(
+        command: str, prefect_harness: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from conftest import make_settings
+
+    from tasks.core.runtime import open_runtime
+    from tasks.core.secrets import CONTACT_KEY
+
+    home, database = tmp_path / "var", tmp_path / "analysis.db"
+    rt = open_runtime(make_settings(home, f"sqlite:///{database}"))  # a migrated database
+    rt.secrets.key_or_create(CONTACT_KEY)  # as after an ingest: commands that need it go on to the tables
+    rt.engine.dispose()
+    with sqlite3.connect(database) as conn:
+        conn.execute(f"DROP TABLE {COMMANDS[command][1]}")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CLUSTER_EVAL_HOME", str(home))
+    monkeypatch.setenv("CLUSTER_EVAL_DATABASE_URL", f"sqlite:///{database}")
+    monkeypatch.setenv("CLUSTER_EVAL_EXTRACT_PASSPHRASE", "missing-table-passphrase")
+    capsys.readouterr()
+
+    code = cli_main.main(_argv(command, tmp_path))
+    err = capsys.readouterr().err
+
+    lines = [line for line in err.splitlines() if line.startswith("cluster-eval: error:")]
+    assert code == 1, err[-2000:]
+    assert len(lines) == 1 and err.rstrip("\n").splitlines()[-1] == lines[0], err[-2000:]
+    assert "Traceback" not in err

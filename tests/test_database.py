@@ -68,7 +68,7 @@ def test_audit_chain_detects_tampering(runtime: Runtime) -> None:
     with runtime.engine.connect() as conn:
         check = verify_audit(conn)
     assert (check.ok, check.first_broken_seq) == (False, 3)
-    assert check.reason == "was altered after it was written"
+    assert check.reason == "entry 3 was altered after it was written"
 
 
 def test_unreachable_database_is_one_line() -> None:

@@ -92,6 +92,38 @@ def test_three_concurrent_status_on_a_fresh_home_all_exit_0(tmp_path: Path) -> N
     assert [p.name for p in (tmp_path / "var").iterdir() if p.name.startswith(".write-test")] == []
 
 
+@pytest.mark.e2e
+def test_three_concurrent_ingests_of_one_extract_on_a_fresh_home(tmp_path: Path) -> None:
+    """One ingests, the other two report the duplicate (exit 0); one extract in the database.
+
+    Each command starts its own ephemeral Prefect server on the same fresh home, as three operators
+    (or a scheduler) would; this costs about a minute on 2 cores.
+    """
+    data = aes_zip(SMALL, PASS)
+    sha12 = hashlib.sha256(data).hexdigest()[:12]
+    copies = [_delivered(tmp_path / f"egress{n}", "extract.zip", data) for n in range(3)]  # the same bytes
+    home = tmp_path / "var"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CLUSTER_EVAL_", "PREFECT_API"))}
+    env.update({"CLUSTER_EVAL_HOME": str(home), "PREFECT_HOME": str(home / "prefect"),
+                "CLUSTER_EVAL_EXTRACT_PASSPHRASE": PASS})
+    processes = [subprocess.Popen([sys.executable, "-m", "cli", "ingest", str(copy), "--json"],  # noqa: S603
+                                  env=env, cwd=tmp_path, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True) for copy in copies]
+    outputs = [p.communicate(timeout=400) for p in processes]
+    results = [(p.returncode, out, err) for p, (out, err) in zip(processes, outputs, strict=True)]
+
+    for code, _, err in results:
+        assert code == 0, err[-3000:]
+        assert "Traceback" not in err and "not writable" not in err and "error" not in err
+    statuses = sorted(json.loads(out)["status"] for _, out, _ in results)
+    assert statuses == ["duplicate", "duplicate", "ingested"]
+    assert [p.exists() for p in copies].count(False) == 1  # the ingested copy moved; the duplicates stay
+    assert sorted(p.name for p in (home / "raw").iterdir()) == [f"{sha12}-extract.zip"]
+    with sqlite3.connect(home / "cluster-eval.db") as conn:
+        assert conn.execute("SELECT count(*) FROM extracts").fetchone() == (1,)
+        assert conn.execute("SELECT count(*) FROM stored_files").fetchone() == (1,)
+
+
 # --------------------------------------------------------------------------- ingest: links and modes
 
 

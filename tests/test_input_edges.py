@@ -1,17 +1,19 @@
-"""Survey input edges (issue 13 items 9-11): submitted_at bounds, tokens never starting with
-'-', ``withdraw --token``, mixed line endings in extract CSVs and the survey export."""
+"""Survey input edges (issue 13 items 9-11): submitted_at bounds (study window, the household's
+invitation, now, end of fieldwork), tokens never starting with '-', ``withdraw --token``, mixed
+line endings in extract CSVs and the survey export."""
 
 from __future__ import annotations
 
 import argparse
-from datetime import UTC, date, datetime
+import json
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import text
-from test_fieldwork import drawn, households
-from test_responses import line, write
+from test_fieldwork import households
+from test_responses import DRAWN, drawn, line, write
 from test_sampling import survey_settings
 
 import cli.survey as survey_cli
@@ -22,13 +24,19 @@ from tasks.core.runtime import Runtime
 from tasks.demo.synthetic import generate_tables
 from tasks.ingest.reader import normalise_line_endings, read_tables
 from tasks.survey import sampling
+from tasks.survey.delivery import record_attempts
+from tasks.survey.outgoing import INVITATION, Outgoing
 from tasks.survey.responses import (
+    BEFORE_INVITATION,
     import_responses,
+    invitation_times,
     parse_submitted_at,
     read_export,
     submission_window,
     token_digest,
+    utc_second,
 )
+from tasks.survey.sampling import draw_wave
 
 NOW = datetime(2022, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -94,6 +102,86 @@ def test_a_future_row_is_quarantined_without_fieldwork_end(runtime: Runtime, tmp
     assert (out["accepted"], out["quarantined"]) == (1, 1)
     assert out["quarantine"] == [{"row": 3, "column": "submitted_at",
                                   "reason": "submitted_at is later than the time of the import"}]
+
+
+def _invite(rt: Runtime, token: str, at: datetime, outcome: str = "sent") -> None:
+    """Record the household's invitation attempt at ``at``, as the invite flow does."""
+    house = households(rt.engine)[token]
+    record_attempts(rt.engine, "pilot", [Outgoing(token, house["family_pid"], house["wave"], INVITATION,
+                                                  house["route"])], outcome, at)
+
+
+def test_stored_times_are_compared_to_the_second() -> None:
+    assert utc_second("2022-02-01T10:00:00.700000+00:00") == "2022-02-01T10:00:00+00:00"
+    assert utc_second("2022-06-01T11:00:00.5+01:00") == "2022-06-01T10:00:00+00:00"
+    assert utc_second("2022-02-01T10:00:00") == "2022-02-01T10:00:00+00:00"  # the project writes UTC
+    assert utc_second("x") is None
+
+
+def test_returns_before_the_household_was_invited_are_quarantined(runtime: Runtime, tmp_path: Path) -> None:
+    s = survey_settings(runtime.settings, sample_size=20)
+    key = drawn(runtime, s)  # wave 1 drawn at DRAWN, 2022-01-20 09:00 UTC
+    a, b, c = sorted(households(runtime.engine, 1))[:3]
+    invited_a = datetime(2022, 2, 1, 10, 0, 0, 700_000, tzinfo=UTC)
+    _invite(runtime, a, invited_a)
+    _invite(runtime, b, datetime(2022, 2, 3, 9, 0, tzinfo=UTC), outcome="bounced")  # any outcome counts
+    # c: never invited, so bounded by its wave's draw; wave 2 (top-up) drawn on 10 February
+    draw_wave(runtime.engine, s, key, 2, 3, now=datetime(2022, 2, 10, 12, 0, tzinfo=UTC))
+    w2 = sorted(households(runtime.engine, 2))[0]
+    with runtime.engine.connect() as conn:
+        times = invitation_times(conn, "pilot")
+    assert (times[a], times[b], times[c], times[w2]) == (
+        "2022-02-01T10:00:00+00:00", "2022-02-03T09:00:00+00:00", DRAWN.isoformat(),
+        "2022-02-10T12:00:00+00:00")
+    assert len(times) == 23
+
+    export = write(tmp_path, "export.csv", [
+        line(a, "2022-02-01T09:59:59Z"),           # row 2 one second before a's invitation
+        line(a, "2022-02-01T10:00:00Z"),           # row 3 in the invitation's second: kept
+        line(a, "9999-12-31T10:00:00"),            # row 4 year 9999: quarantined, never wins
+        line(b, "02/02/2022 12:00"),               # row 5 before b's (bounced) invitation
+        line(b, "03/02/2022 09:00"),               # row 6 at b's invitation (GMT = UTC): kept
+        line(c, "2022-01-20T08:59:59+00:00"),      # row 7 before c's wave was drawn
+        line(c, "20/01/2022 09:00"),               # row 8 at the draw: kept
+        line(w2, "2022-02-05T10:00:00"),           # row 9 before wave 2 was drawn
+        line(w2, "2022-02-10 12:00:00"),           # row 10 at wave 2's draw: kept
+    ])
+    out = import_responses(runtime.engine, s, export, now=NOW).as_json()
+    assert (out["rows"], out["accepted"], out["quarantined"], out["duplicates"]) == (9, 4, 5, [])
+    late = "submitted_at is later than the time of the import"
+    assert out["quarantine"] == [
+        {"row": 2, "column": "submitted_at", "reason": BEFORE_INVITATION},
+        {"row": 4, "column": "submitted_at", "reason": late},
+        {"row": 5, "column": "submitted_at", "reason": BEFORE_INVITATION},
+        {"row": 7, "column": "submitted_at", "reason": BEFORE_INVITATION},
+        {"row": 9, "column": "submitted_at", "reason": BEFORE_INVITATION},
+    ]
+    assert BEFORE_INVITATION == "submitted_at is before the household was invited"
+    with runtime.engine.connect() as conn:
+        stored = dict(conn.execute(text("SELECT token, submitted_at FROM responses")).all())
+        quarantined = conn.execute(text(
+            "SELECT row_key, column_name, rule, reason FROM quarantined_rows ORDER BY row_key")).all()
+    assert stored == {a: "2022-02-01T10:00:00+00:00", b: "2022-02-03T09:00:00+00:00",
+                      c: "2022-01-20T09:00:00+00:00", w2: "2022-02-10T12:00:00+00:00"}
+    assert [tuple(q) for q in quarantined] == [
+        ("row 2", "submitted_at", "time_window", BEFORE_INVITATION),
+        ("row 4", "submitted_at", "time_window", late),
+        ("row 5", "submitted_at", "time_window", BEFORE_INVITATION),
+        ("row 7", "submitted_at", "time_window", BEFORE_INVITATION),
+        ("row 9", "submitted_at", "time_window", BEFORE_INVITATION),
+    ]
+    dump = json.dumps(out) + json.dumps([tuple(q) for q in quarantined])
+    assert not any(t in dump for t in (a, b, c, w2)) and "2022-02-0" not in dump and "9999" not in dump
+
+    # A later export cannot slip an earlier return in either: the stored one stays.
+    again = write(tmp_path, "export2.csv", [line(a, "2022-02-01T09:00:00Z"),
+                                             line(c, "2022-01-21T09:00:00Z")])
+    second = import_responses(runtime.engine, s, again, now=NOW + timedelta(days=1)).as_json()
+    assert (second["accepted"], second["quarantined"]) == (1, 1)
+    assert second["quarantine"] == [{"row": 2, "column": "submitted_at", "reason": BEFORE_INVITATION}]
+    with runtime.engine.connect() as conn:
+        assert dict(conn.execute(text("SELECT token, submitted_at FROM responses")).all())[a] == \
+            "2022-02-01T10:00:00+00:00"
 
 
 # --- item 10: tokens never start with '-'; withdraw --token ------------------------------------------

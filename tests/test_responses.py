@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import polars as pl
 import pytest
 from sqlalchemy import Engine, text
-from test_fieldwork import drawn, households
-from test_sampling import survey_settings
+from test_fieldwork import households
+from test_sampling import populate, standard_population, survey_settings
 
 from schemas.survey import SurveyExportRaw, SurveyResponseClean, clean_schema
 from tasks.core.contacts import load_contacts
 from tasks.core.errors import InputRejected
 from tasks.core.runtime import Runtime
 from tasks.core.secrets import CONTACT_KEY
+from tasks.core.settings import Settings
+from tasks.demo.simulate import DEMO_RESPONSE_RATE, simulate_responses
+from tasks.survey.delivery import record_attempts
+from tasks.survey.outgoing import INVITATION, Outgoing
 from tasks.survey.responses import (
     UnknownToken,
     import_responses,
@@ -42,6 +47,17 @@ def write(tmp_path: Path, name: str, lines: list[str], header: str = HEADER) -> 
     path = tmp_path / name
     path.write_text("\n".join([header, *lines]) + "\n", encoding="utf-8")
     return path
+
+
+#: When the tests' wave 1 is drawn: before the 2022 returns they import (none may predate its draw).
+DRAWN = datetime(2022, 1, 20, 9, 0, tzinfo=UTC)
+
+
+def drawn(rt: Runtime, settings: Settings, when: datetime = DRAWN) -> bytes:
+    """The standard population, and wave 1 drawn at ``when`` (no invitation sent); the contact key."""
+    key = populate(rt.engine, rt.home, standard_population())
+    draw_wave(rt.engine, settings, key, 1, None, now=when)
+    return key
 
 
 def count(engine: Engine, table: str) -> int:
@@ -208,3 +224,24 @@ def test_rates_by_wave_and_stratum_and_status(sqlite_runtime: Runtime, tmp_path:
     assert status["waves"][0] | {"drawn_at": None} == {
         "wave": 1, "size": 20, "drawn_at": None, "issued": 20, "responded": 5, "response_rate": 0.25}
     assert (status["respondents"], status["target_respondents"], status["interview_draw"]) == (5, 10, 0)
+
+
+def test_demo_returns_follow_each_households_invitation(runtime: Runtime) -> None:
+    s = survey_settings(runtime.settings, sample_size=20)
+    drawn(runtime, s)
+    tokens = sorted(households(runtime.engine, 1))
+    invited = {t: DRAWN + timedelta(days=2, hours=i, microseconds=500) for i, t in enumerate(tokens[:10])}
+    for token, at in invited.items():  # half invited (at different times), half never: bounded by the draw
+        record_attempts(runtime.engine, "pilot", [Outgoing(token, "-", 1, INVITATION, "email")], "sent", at)
+    until = DRAWN + timedelta(days=3)
+    with runtime.engine.connect() as conn:
+        path = simulate_responses(conn, runtime.home, "pilot", 1, seed=3, until=until)
+    export = pl.read_csv(path, infer_schema=False)
+    assert export.height == round(20 * DEMO_RESPONSE_RATE)
+    for token, at in export.select("token", "submitted_at").iter_rows():
+        opened = invited.get(token, DRAWN).replace(microsecond=0)
+        assert opened <= datetime.fromisoformat(at) <= until, (token, at)
+    assert export.filter(pl.col("token").is_in(list(invited))).height > 0
+    assert export.filter(~pl.col("token").is_in(list(invited))).height > 0
+    out = import_responses(runtime.engine, s, path, now=until).as_json()
+    assert (out["rows"], out["accepted"], out["quarantined"]) == (12, 12, 0)

@@ -17,14 +17,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy import text
 
+from tasks.core.audit import check_audit_log
 from tasks.core.contacts import ContactRecord
 from tasks.core.errors import ConfigError
 from tasks.core.home import Home, write_private
 from tasks.core.runtime import Runtime, open_runtime, use_runtime
-from tasks.core.secrets import CONTACT_KEY, PSEUDONYM_KEY, Secrets
+from tasks.core.secrets import AUDIT_KEY, CONTACT_KEY, PSEUDONYM_KEY, Secrets
 from tasks.ingest.load import store_contacts
 from tasks.retention.dates import add_months, rule_deadline
-from tasks.retention.history import FlowRunRef
+from tasks.retention.history import EventsLeft, FlowRunRef
 from tasks.retention.inventory import Inventory, take_inventory
 from tasks.retention.plan import keys_held_elsewhere, plan_schedule
 from tasks.retention.rules import load_rules
@@ -139,12 +140,15 @@ def sqlite_study(tmp_path: Path, sqlite_url: str) -> Iterator[Runtime]:
 
 
 def state(rt: Runtime) -> tuple[set[str], set[str], dict[str, int]]:
-    """What is left: files under HOME, key files, rows per table (non-zero only)."""
+    """What is left: files under HOME, key files, rows per table (non-zero only).
+
+    Not the audit key nor the audit head file: they outlive every rule (see ``kept_for_audit``).
+    """
     root = rt.home.root
     files = {p.relative_to(root).as_posix() for p in root.rglob("*")
              if p.is_file() and p.parent != root and not p.is_relative_to(root / "keys")
-             and not p.is_relative_to(root / "prefect")}
-    keys = {p.name for p in rt.home.keys.iterdir()}
+             and not p.is_relative_to(root / "prefect") and not p.is_relative_to(root / "audit")}
+    keys = {p.name for p in rt.home.keys.iterdir()} - {AUDIT_KEY}
     with rt.engine.connect() as conn:
         counts = {t: conn.execute(text(f"SELECT COUNT(*) FROM {t}")).scalar_one() for t in ALL_ROWS}
     return files, keys, {t: n for t, n in counts.items() if n}
@@ -332,6 +336,12 @@ class FakeHistory:
         return {"flow_runs": sum(r in self.runs_ for r in run_ids),
                 "artifacts": len(self.artifact_ids(run_ids)), "logs": 0}
 
+    def delete_events(self, run_ids: Any, artifact_ids: Any, keep: Any, cluster_wide: bool) -> int | None:
+        return 0  # no events in memory
+
+    def leftover_events(self, run_ids: Any, artifact_ids: Any, keep: Any, cluster_wide: bool) -> EventsLeft:
+        return EventsLeft(0, None, "embedded", timedelta(days=7))
+
 
 def _utc(stamp: str) -> datetime:
     return datetime.fromisoformat(stamp).replace(tzinfo=UTC)
@@ -510,6 +520,14 @@ def test_sweeps_before_and_after_each_deadline(study: Runtime, prefect_harness: 
     with study.engine.connect() as conn:
         assert verify_audit(conn).ok
         assert conn.execute(text("SELECT COUNT(*) FROM stored_files WHERE deleted_at IS NULL")).scalar_one() == 0
+    # The audit key and the head anchor outlive the final sweep: the record of deletion still verifies.
+    assert sorted(p.name for p in study.home.keys.iterdir()) == [AUDIT_KEY]
+    assert sorted(p.name for p in (study.home.root / "audit").iterdir()) == ["head.json"]
+    final = check_audit_log(study.engine, study.home, prefect=True).as_json()
+    entries = len(deletions) + len(checks) + sum(1 for e in audit_events(study, DELETION_EVENT)
+                                                 if e["rule"] == "prefect-history-final")
+    assert (final["ok"], final["entries"], final["unkeyed_entries"], final["anchors"]) == (
+        True, entries, 0, {"file": entries, "prefect_variable": entries})
     # Prefect: no run of this project's flows older than the final sweep; its own run keeps the table.
     final_run = checks[-1]["flow_run_id"]
     assert PrefectRunHistory(tags=study.run_tags).runs(FLOW_NAMES, datetime.now(UTC), [final_run]) == []
@@ -613,7 +631,7 @@ def test_audit_verify_finds_an_edited_deletion_event(sqlite_study: Runtime, pref
                      {"was": '"files":1', "now": '"files":0'})
     code, out, err = cli(monkeypatch, capsys, sqlite_study, "audit", "verify")
     assert (code, out) == (1, "")
-    assert err == "cluster-eval: error: audit log broken at entry 2: was altered after it was written\n"
+    assert err == "cluster-eval: error: audit log broken: entry 2 was altered after it was written\n"
 
 
 # --- the whole pipeline, then every deadline -----------------------------------------------
@@ -696,7 +714,10 @@ def test_pipeline_output_is_gone_after_the_last_deadline(
     assert {rule for rule, _ in sweep(final)} == {
         "survey-responses", "analysis-store", "restricted-outputs", "publication-outputs", "keys"}
     assert state(rt) == (set(), set(), {})
-    assert [p for p in home.rglob("*") if p.is_file()] == []
+    # Only the audit key and the head anchor remain, so the record of deletion still verifies.
+    assert sorted(p.relative_to(home).as_posix() for p in home.rglob("*") if p.is_file()) == [
+        "audit/head.json", "keys/audit_key"]
+    assert check_audit_log(rt.engine, rt.home).ok
     leaks = [(p, m) for top in (tmp_path, prefect_home()) for p in top.rglob("*") if p.is_file()
              for m in PIPELINE_MARKERS if m in p.read_bytes()]
     assert leaks == []

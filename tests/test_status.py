@@ -117,3 +117,28 @@ def test_a_bad_cron_is_one_clear_error(tmp_path: Path) -> None:
 
     with pytest.raises(ConfigError, match="retention.sweep_cron '61 2 \\* \\* \\*' is not a valid cron"):
         build_deployments(make_settings(tmp_path, None, retention={"sweep_cron": "61 2 * * *"}))
+
+
+def test_status_names_the_events_an_external_server_still_holds(runtime: Runtime) -> None:
+    from tasks.core.audit import append_audit
+    from tasks.retention.verify import VERIFICATION_EVENT
+    from tasks.status.summary import prefect_events_held
+
+    def verification(events: int, trimmed_by: str | None) -> None:
+        with runtime.engine.begin() as conn:
+            append_audit(conn, runtime.cluster, VERIFICATION_EVENT, {
+                "as_of": "2024-08-31", "ok": not events, "events": events, "events_server": "external",
+                "events_trimmed_by": trimmed_by})
+
+    today = date(2026, 12, 2)
+    with runtime.engine.connect() as conn:
+        assert prefect_events_held(conn, runtime.cluster, today) is None  # no sweep yet
+    verification(12, "2026-12-09")
+    with runtime.engine.connect() as conn:
+        assert prefect_events_held(conn, runtime.cluster, today) == {
+            "remaining": 12, "trimmed_by": "2026-12-09", "server": "external", "as_of": "2024-08-31"}
+        assert prefect_events_held(conn, runtime.cluster, date(2026, 12, 10)) is None  # trimmed by then
+        assert prefect_events_held(conn, "other-cluster", today) is None
+    verification(0, None)  # the latest sweep found none
+    with runtime.engine.connect() as conn:
+        assert prefect_events_held(conn, runtime.cluster, today) is None

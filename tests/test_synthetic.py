@@ -7,7 +7,7 @@ import io
 import re
 import secrets
 import zipfile
-from datetime import date
+from datetime import UTC, date, datetime
 
 import polars as pl
 import pyrage
@@ -509,13 +509,21 @@ def test_write_extract_age_x25519_xlsx(tmp_path) -> None:
 # --- survey export -----------------------------------------------------------------------------
 def test_survey_export() -> None:
     tokens = [f"TOK{i:05d}" for i in range(2000)]
-    df = generate_survey_export(tokens, seed=4, response_rate=0.4)
+    invited = {t: datetime(2022, 2, 1, 9, 30, 0, 500, tzinfo=UTC) for t in tokens[:1000]}  # others: at until
+    when = {"invited": invited, "until": datetime(2022, 3, 1, 12, 0, 0, 900, tzinfo=UTC)}
+    df = generate_survey_export(tokens, seed=4, response_rate=0.4, **when)
     assert df.columns == list(SURVEY_COLUMNS)
     assert df.height == 800
     assert df["token"].is_unique().all() and set(df["token"].to_list()) <= set(tokens)
     assert set(df["mode"].to_list()) <= set(SURVEY_MODE)
-    submitted = df["submitted_at"].str.to_datetime("%Y-%m-%dT%H:%M:%S")
-    assert submitted.min().date() >= date(2022, 2, 1)
+    submitted = df.select("token", pl.col("submitted_at").str.to_datetime("%Y-%m-%dT%H:%M:%S%z"))
+    early = submitted.filter(pl.col("token").is_in(list(invited)))["submitted_at"]
+    assert early.min() >= datetime(2022, 2, 1, 9, 30, tzinfo=UTC) and early.min().date() < date(2022, 2, 3)
+    assert submitted["submitted_at"].max() <= datetime(2022, 3, 1, 12, 0, tzinfo=UTC)
+    assert submitted["submitted_at"].max().date() > date(2022, 2, 25)  # spread over the whole window
+    assert df["submitted_at"].str.ends_with("+00:00").all()
+    late = submitted.filter(~pl.col("token").is_in(list(invited)))["submitted_at"]
+    assert late.unique().to_list() == [datetime(2022, 3, 1, 12, 0, tzinfo=UTC)]
     for question in SCORE_QUESTIONS:
         scores = df[question]
         assert scores.dtype == pl.Int64
@@ -525,8 +533,8 @@ def test_survey_export() -> None:
     assert 3.5 <= df["q4_anxious_yesterday"].mean() <= 4.5
     for question in YES_NO_QUESTIONS:
         assert set(df[question].drop_nulls().to_list()) == {"Y", "N"}
-    assert df.equals(generate_survey_export(tokens, seed=4, response_rate=0.4))
-    assert not df.equals(generate_survey_export(tokens, seed=5, response_rate=0.4))
+    assert df.equals(generate_survey_export(tokens, seed=4, response_rate=0.4, **when))
+    assert not df.equals(generate_survey_export(tokens, seed=5, response_rate=0.4, **when))
     back = pl.read_csv(survey_export_csv(df), infer_schema=False)
     assert back.columns == list(SURVEY_COLUMNS)
     assert back["token"].to_list() == df["token"].to_list()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,18 @@ def _state(api: str, run_id: str) -> str:
     return str(_run(api, run_id)["state"]["type"])
 
 
+
+def _create_run(url: str, body: dict[str, Any]) -> str:
+    """The UI's Run button. A busy SQLite-backed server answers 503 when its database is locked (the
+    request was rolled back, nothing created): ask again, as the UI's user would."""
+    for _ in range(10):
+        answer = httpx.post(url, json=body, timeout=30)
+        if answer.status_code < 500:
+            break
+        time.sleep(1)
+    assert answer.is_success, answer.text
+    return str(answer.json()["id"])
+
 def test_retry_of_a_failed_topup_invites_the_rest_of_the_same_wave(
         live_prefect_server: tuple[str, dict[str, str]], tmp_path: Path) -> None:
     url, server_env = live_prefect_server
@@ -88,10 +101,7 @@ def test_retry_of_a_failed_topup_invites_the_rest_of_the_same_wave(
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         deployment = wait_for("the survey-topup deployment", lambda: _topup_deployment(api))
-        created = httpx.post(f"{api}/deployments/{deployment}/create_flow_run",  # the UI's Run button
-                             json={"parameters": {"size": 8}}, timeout=10)
-        created.raise_for_status()
-        run_id = str(created.json()["id"])
+        run_id = _create_run(f"{api}/deployments/{deployment}/create_flow_run", {"parameters": {"size": 8}})
         wait_for("the top-up to pause for a decision", lambda: _state(api, run_id) == "PAUSED")
         assert scalar("SELECT COUNT(*) FROM waves") == 1 and inbox.messages == []
 
@@ -130,8 +140,7 @@ def test_retry_of_a_failed_topup_invites_the_rest_of_the_same_wave(
         assert logs and not any("Traceback" in log["message"] for log in logs)
 
         # Cancel from the UI while a top-up awaits its decision: the Runner's on_cancellation hook audits it.
-        other = httpx.post(f"{api}/deployments/{deployment}/create_flow_run", json={"parameters": {"size": 2}},
-                           timeout=10).json()["id"]
+        other = _create_run(f"{api}/deployments/{deployment}/create_flow_run", {"parameters": {"size": 2}})
         wait_for("the second top-up to pause", lambda: _state(api, other) == "PAUSED")
         cancel = httpx.post(f"{api}/flow_runs/{other}/set_state", timeout=10,  # the UI's Cancel
                             json={"state": {"type": "CANCELLING", "name": "Cancelling"}})

@@ -10,6 +10,7 @@ worker or as a subflow:
 * an expected refusal (``UserFacingError``) ends the run **Failed** with the same one line the
   CLI prints as the state message, logged once as an ERROR line without a traceback;
 * ``NothingToDo`` ends it **Completed** with its line as the message (e.g. "wave 2 is not needed");
+* every run ends by moving the audit chain's head anchors forward (``tasks.core.audit``);
 * every run ends with a one-line summary in its logs (``summary``: counts only) and a markdown
   artifact ``<cluster>-<flow>-run`` holding that line (counts only: artifacts outlive nothing
   that matters if they outlive a sweep).
@@ -31,8 +32,10 @@ from prefect import Flow, flow, get_run_logger, tags
 from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 from prefect.states import Completed, Failed
+from sqlalchemy import Engine
 
 from tasks.core.errors import UserFacingError
+from tasks.core.home import Home
 from tasks.core.prefect import artifact_key, refusal_line
 
 P = ParamSpec("P")
@@ -124,6 +127,18 @@ def _finish(fn_name: str, cluster: str, summary: Summary, body: Callable[[], Any
     return Completed(message=line, data=result)
 
 
+def anchor_audit_head(engine: Engine, home: Home) -> None:
+    """Move the audit chain's head anchors forward at a run's end (never fails the run)."""
+    from tasks.core.audit import anchor_head
+
+    try:
+        problem = anchor_head(engine, home, prefect=True)
+    except Exception:  # noqa: BLE001 - an anchoring problem must never fail a run
+        problem = "failed"
+    if problem:
+        get_run_logger().warning("the audit head anchor was not moved: run cluster-eval audit verify")
+
+
 def project_flow(name: str, *, summary: Summary, run_name: RunName | None = None,
                  **options: Any) -> Callable[[Callable[P, R]], Flow[P, R]]:
     """Decorate a flow body: cluster tags, a run name, Failed/Completed states with one line, a summary.
@@ -147,8 +162,11 @@ def project_flow(name: str, *, summary: Summary, run_name: RunName | None = None
                 get_run_logger().error(line)
                 return cast(R, Failed(message=line, data=exc))
             ensure_run_tags(rt.run_tags)
-            with tags(*rt.run_tags):
-                return cast(R, _finish(name, rt.cluster, summary, lambda: fn(*args, **kwargs)))
+            try:
+                with tags(*rt.run_tags):
+                    return cast(R, _finish(name, rt.cluster, summary, lambda: fn(*args, **kwargs)))
+            finally:
+                anchor_audit_head(rt.engine, rt.home)
 
         # Prefect builds the parameter model from the wrapper: give it the body's resolved types
         # (a module with ``from __future__ import annotations`` has only their names as strings).

@@ -94,11 +94,14 @@ def write_private(path: Path, data: bytes) -> None:
     tmp = path.with_name(path.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
     try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+        with os.fdopen(fd, "wb") as out:  # a buffered write() loops until every byte is written
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+    except BaseException:  # e.g. a full disk: no partial temporary file is left behind
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def create_private_exclusive(path: Path, data: bytes) -> bool:

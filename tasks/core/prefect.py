@@ -11,8 +11,13 @@ Failed with that line as its state message.
 
 from __future__ import annotations
 
+import ctypes
 import logging
+import os
 import re
+import signal
+import subprocess
+import sys
 from collections.abc import Callable
 from typing import Any, ParamSpec, TypeVar
 
@@ -69,6 +74,74 @@ def install_refusal_filter() -> None:
 
 
 install_refusal_filter()
+
+
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def _die_with_this_process() -> Callable[[], None] | None:
+    """A ``preexec_fn`` that has the kernel send SIGTERM to the child when this process dies (Linux).
+
+    prctl(PR_SET_PDEATHSIG) survives the exec of the child; it fires when the *thread* that forked
+    the child ends, hence ``start_ephemeral_server`` is called from the main thread. None off Linux.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up before the fork: the child only calls it
+    parent = os.getpid()
+
+    def preexec() -> None:
+        prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:  # this process died between the fork and the prctl
+            os._exit(1)
+
+    return preexec
+
+
+def uvicorn_command_dying_with_parent(server: Any) -> subprocess.Popen[Any]:
+    """Start Prefect's ephemeral server process as Prefect 3.9.1 does, but tied to this process's life.
+
+    A copy of ``prefect.server.api.server.SubprocessASGIServer._run_uvicorn_command`` (Prefect 3.9.1)
+    plus ``preexec_fn``: Prefect gives no hook to pass one, and without it a command killed with
+    SIGKILL leaves its server running (Prefect only stops it at exit). tests/test_process_edges.py
+    fails when Prefect's own command or environment changes, so this copy is reviewed then.
+    """
+    import prefect
+    from prefect.settings import get_current_settings
+
+    return subprocess.Popen(  # noqa: S603 - this interpreter, Prefect's own arguments
+        args=[sys.executable, "-m", "uvicorn", "--app-dir", str(prefect.__module_path__.parent),
+              "--factory", "prefect.server.api.server:create_app", "--host", "127.0.0.1",
+              "--port", str(server.port), "--log-level", "error", "--lifespan", "on"],
+        env={**os.environ, "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1",
+             "PREFECT__SERVER_FINAL": "1",
+             **get_current_settings().to_environment_variables(exclude_unset=True)},
+        preexec_fn=_die_with_this_process(),  # noqa: PLW1509 - the only way to set PDEATHSIG in the child
+    )
+
+
+def start_ephemeral_server() -> None:
+    """Without PREFECT_API_URL, start Prefect's ephemeral server now, in this thread, so it dies with us.
+
+    The server is registered under Prefect's default key (``SubprocessASGIServer._instances[None]``,
+    as ``prefect_test_harness`` does), so every client of this process finds it instead of starting
+    another; Prefect still stops it at a normal exit. Call from the main thread (see PDEATHSIG).
+    """
+    from prefect.settings import PREFECT_API_URL
+
+    if PREFECT_API_URL.value():
+        return
+    from prefect.server.api.server import SubprocessASGIServer
+
+    class DyingWithParent(SubprocessASGIServer):
+        def _run_uvicorn_command(self) -> subprocess.Popen[Any]:
+            return uvicorn_command_dying_with_parent(self)
+
+    current = SubprocessASGIServer._instances.get(None)
+    if current is None or not current.running:
+        SubprocessASGIServer._instances.pop(None, None)
+        current = DyingWithParent()  # __new__ registers it under the None key
+    current.start()
 
 
 def stage_task(name: str, *, retries: int = 0, **options: Any) -> Callable[[Callable[P, R]], Task[P, R]]:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
 
+from tasks.core.audit import bind_audit_key
 from tasks.core.db import make_engine, migrate
 from tasks.core.home import Home, prepare_home
 from tasks.core.secrets import Secrets, secret_environment
@@ -72,6 +73,7 @@ def open_runtime(settings: Settings | None = None, environ: Mapping[str, str] | 
     engine = make_engine(settings.database)
     migrate(engine)
     secrets = Secrets(home, secret_environment(environ))
+    bind_audit_key(engine, secrets)  # the audit key is created on the first append
     return Runtime(settings=settings, home=home, engine=engine, secrets=secrets,
                    mailer=SmtpMailer(settings.smtp, secrets),
                    run_history=PrefectRunHistory(tags=run_tags(settings.study.cluster)),

@@ -28,6 +28,7 @@ SMTP_PASSWORD = "smtp_password"  # noqa: S105
 PACK_PASSPHRASE = "pack_passphrase"  # noqa: S105
 PARTICIPANT_KEY = "participant_key"  # names of the qualitative register (qualitative-v1.md §1)
 TRANSCRIPT_KEY = "transcript_key"  # de-identified transcript turns (qualitative-v1.md §3)
+AUDIT_KEY = "audit_key"  # HMAC key of the audit chain; outlives the final retention sweep
 
 
 def _env_name(name: str) -> str:

@@ -6,6 +6,7 @@ name and in the flow run, so a demo report can never be mistaken for fieldwork r
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import Connection
@@ -15,6 +16,7 @@ from tasks.core.home import Home, write_private
 from tasks.core.secrets import EXTRACT_PASSPHRASE, Secrets
 from tasks.demo.render import write_extract
 from tasks.demo.survey_export import generate_survey_export, survey_export_csv
+from tasks.survey.responses import invitation_times
 
 DEMO_RESPONSE_RATE = 0.6
 
@@ -33,10 +35,17 @@ def make_demo_extract(home: Home, passphrase: str, families: int, seed: int) -> 
                          passphrase=passphrase, messy=True, sidecar=True)
 
 
-def simulate_responses(conn: Connection, home: Home, cluster_id: str, wave: int, seed: int) -> Path:
-    """Write a SIMULATED response export for a wave's tokens (demo only)."""
+def simulate_responses(conn: Connection, home: Home, cluster_id: str, wave: int, seed: int,
+                       until: datetime | None = None) -> Path:
+    """Write a SIMULATED response export for a wave's tokens (demo only).
+
+    Each return is dated between its household's invitation (or, not invited, its wave's draw)
+    and ``until`` (default now), so the import that follows accepts every one of them.
+    """
     tokens = [r["token"] for r in rows(conn, "demo_wave_tokens", {"cluster_id": cluster_id, "wave": wave})]
-    export = generate_survey_export(tokens, seed=seed, response_rate=DEMO_RESPONSE_RATE)
+    invited = {t: datetime.fromisoformat(at) for t, at in invitation_times(conn, cluster_id).items()}
+    export = generate_survey_export(tokens, seed=seed, response_rate=DEMO_RESPONSE_RATE, invited=invited,
+                                    until=until or datetime.now(UTC))
     path = home.inbox / "survey" / f"SIMULATED-demo-responses-wave{wave}.csv"
     write_private(path, survey_export_csv(export))
     return path

@@ -1,13 +1,15 @@
 """Synthetic survey returns (survey export v1 layout of extract-v1.md) for tests and the demo.
 
 Scores share one wellbeing factor so the ONS4 and scaling questions correlate as real returns
-do; a few answers are missing (more on paper). Everything here is fake.
+do; a few answers are missing (more on paper). Each return is dated between its household's
+invitation and ``until`` (UTC, to the second), so an import accepts it (a return cannot predate
+the invitation nor come from the future). Everything here is fake.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import date, datetime, timedelta
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import polars as pl
@@ -27,6 +29,14 @@ _SCORE_PARAMS = {  # mean, sd, loading on a shared wellbeing factor
     "q7_help_with_difficulties": (6.6, 2.4, 0.35),
     "q8_worker_relationship": (8.1, 1.8, 0.3),
 }
+_SPREAD_SECONDS = 28 * 86400  # returns drawn over four weeks, then scaled into invitation..until
+
+
+def _to_second(moment: datetime) -> datetime:
+    """UTC, to the second (naive = UTC)."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).replace(microsecond=0)
 
 
 def generate_survey_export(
@@ -34,20 +44,31 @@ def generate_survey_export(
     *,
     seed: int,
     response_rate: float = 0.5,
-    submitted_on: date = date(2022, 2, 1),
+    invited: datetime | Mapping[str, datetime] | None = None,
+    until: datetime | None = None,
 ) -> pl.DataFrame:
-    """Generate survey returns (export v1 layout) for a seeded subset of the issued tokens."""
+    """Generate survey returns (export v1 layout) for a seeded subset of the issued tokens.
+
+    A household's return is submitted between its invitation and ``until`` (default: now), both
+    to the second: ``invited`` is one time for every token, or a time per token; by default
+    ``until`` (every return at that moment). Times are written as UTC ISO 8601 with ``+00:00``.
+    """
     if not 0.0 <= response_rate <= 1.0:
         raise ValueError("response_rate must be between 0 and 1")
     rng = np.random.default_rng([seed, 2022])
     pool = list(tokens)
     k = round(len(pool) * response_rate)
     picked = rng.choice(len(pool), size=k, replace=False) if k else np.zeros(0, np.int64)
-    start = datetime(submitted_on.year, submitted_on.month, submitted_on.day)
     seconds = rng.integers(0, 28, k) * 86400 + rng.integers(8 * 3600, 22 * 3600, k)
     sort = np.argsort(seconds, kind="stable")
     picked, seconds = picked[sort], seconds[sort]
-    submitted = [(start + timedelta(seconds=int(s))).isoformat() for s in seconds]
+    end = _to_second(until or datetime.now(UTC))
+    submitted = []
+    for i, s in zip(picked, seconds, strict=True):
+        opened = invited.get(pool[i], end) if isinstance(invited, Mapping) else (invited or end)
+        start = _to_second(opened)
+        span = max(0, int((end - start).total_seconds()))
+        submitted.append((start + timedelta(seconds=int(span * int(s) / _SPREAD_SECONDS))).isoformat())
     mode = choice(rng, k, (0.70, 0.25, 0.05))
     factor = rng.normal(0.0, 1.0, k)
     columns: dict[str, pl.Series] = {

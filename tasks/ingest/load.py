@@ -16,13 +16,17 @@ file into ``HOME/raw``. Any error rolls everything back and puts the file back w
 
 from __future__ import annotations
 
+import errno
+import os
 import re
-import shutil
+import stat
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
+from shutil import copyfileobj
 from typing import Any
 
 import polars as pl
@@ -192,9 +196,50 @@ def _replaced_keys(conn: Connection, cluster: str, existing: str, keys: pl.Serie
     return keys.filter(keys.is_in(stored.implode())).to_frame()
 
 
-def _move(source: Path, target: Path) -> None:
+class MoveFailed(UserFacingError):
+    """The extract could not be moved into the home; nothing was stored and the file is where it was."""
+
+
+def move_private(source: Path, target: Path, mode: int = RAW_FILE_MODE) -> None:
+    """Move a file to ``target`` with ``mode``, whole or not at all; raise OSError otherwise.
+
+    On one filesystem this is one rename. Across filesystems the bytes are copied to a temporary file
+    beside ``target`` (made ``mode``), synced and renamed into place, then the source is deleted: a
+    failure at any step (a full disk) removes the temporary file and leaves the source untouched.
+    """
     target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    shutil.move(source, target)
+    try:
+        os.rename(source, target)
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+        _copy_across(source, target, mode)
+        return
+    try:
+        target.chmod(mode)
+    except OSError:
+        os.rename(target, source)  # one filesystem: put it back as it came
+        raise
+
+
+def _copy_across(source: Path, target: Path, mode: int) -> None:
+    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+    tmp = Path(name)
+    try:
+        with os.fdopen(fd, "wb") as out, source.open("rb") as src:
+            os.fchmod(out.fileno(), mode)
+            copyfileobj(src, out)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    try:
+        source.unlink()
+    except BaseException:
+        target.unlink(missing_ok=True)
+        raise
 
 
 def planned_moves(extract: ExtractFile) -> list[tuple[Path, Path]]:
@@ -205,25 +250,28 @@ def planned_moves(extract: ExtractFile) -> list[tuple[Path, Path]]:
     return moves
 
 
-def keep_raw_files(moves: list[tuple[Path, Path]]) -> list[tuple[Path, Path]]:
-    """Move the files into HOME/raw (mode 0600); on failure put back what moved and raise OSError."""
-    done: list[tuple[Path, Path]] = []
+Moved = tuple[Path, Path, int]  # (where it was, where it is, the mode it had)
+
+
+def keep_raw_files(moves: list[tuple[Path, Path]], mode: int = RAW_FILE_MODE) -> list[Moved]:
+    """Move the files into the home (HOME/raw, mode 0600); on failure put back what moved and raise OSError."""
+    done: list[Moved] = []
     try:
         for source, target in moves:
-            _move(source, target)
-            done.append((source, target))
-            target.chmod(RAW_FILE_MODE)
+            was = stat.S_IMODE(source.stat().st_mode)
+            move_private(source, target, mode)
+            done.append((source, target, was))
     except OSError:
         undo_moves(done)
         raise
     return done
 
 
-def undo_moves(moves: list[tuple[Path, Path]]) -> None:
-    """Put moved files back where they came from (after a rollback)."""
-    for source, target in reversed(moves):
+def undo_moves(moves: list[Moved]) -> None:
+    """Put moved files back where they came from, with the mode they had (after a rollback)."""
+    for source, target, was in reversed(moves):
         if target.exists() and not source.exists():
-            _move(target, source)
+            move_private(target, source, was)
 
 
 def load_extract(engine: Engine, cluster: str, extract: ExtractFile, analysis: AnalysisTables,
@@ -231,7 +279,7 @@ def load_extract(engine: Engine, cluster: str, extract: ExtractFile, analysis: A
                  failures: pl.DataFrame, audit: Mapping[str, AuditValue],
                  flow_run_id: str | None = None) -> bool:
     """Load everything in one transaction; False when the extract was already ingested."""
-    moves: list[tuple[Path, Path]] = []
+    moves: list[Moved] = []
     try:
         with engine.begin() as conn:
             try:
@@ -267,9 +315,9 @@ def load_extract(engine: Engine, cluster: str, extract: ExtractFile, analysis: A
         return False
     except OSError as exc:  # the move into HOME/raw failed: the transaction was rolled back
         undo_moves(moves)
-        raise UserFacingError(
+        raise MoveFailed(
             f"the extract could not be moved into {extract.raw_path.parent} ({exc.strerror}); "
-            "nothing was stored; check that folder and run the ingest again"
+            "nothing was stored; free space in or check that folder and run the ingest again"
         ) from None
     except SQLAlchemyError as exc:
         undo_moves(moves)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import shutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
@@ -37,7 +36,15 @@ from tasks.core.home import FILE_MODE, Home, write_private
 from tasks.core.runtime import Runtime
 from tasks.core.secrets import CONTACT_KEY, EXTRACT_PASSPHRASE, PSEUDONYM_KEY, Secrets
 from tasks.core.settings import IngestSettings
-from tasks.ingest.load import ExtractFile, extract_exists, load_extract, stored_population
+from tasks.ingest.load import (
+    ExtractFile,
+    MoveFailed,
+    extract_exists,
+    keep_raw_files,
+    load_extract,
+    stored_population,
+    undo_moves,
+)
 from tasks.ingest.pseudonymise import PseudonymisedTables, pseudonymise_tables
 from tasks.ingest.reader import RawTables, read_tables
 from tasks.ingest.transform import AnalysisTables, Population, derive_tables
@@ -50,6 +57,8 @@ MIB = 1024 * 1024
 REPORT_COLUMNS = ("section", "table", "column", "rule", "count")
 FAILURE_GROUP = ("table", "column", "rule")
 QUALITY_FOLDER = "data-quality"
+QUARANTINED = "; the file was quarantined, please report this"
+LEFT_IN_PLACE = "; the file was left in place"  # the end of a rejection that moved nothing
 
 
 class StageRunner(Protocol):
@@ -246,15 +255,20 @@ def quarantine(path: Path, home: Home, reason: str, at: datetime) -> Path | None
     if not path.is_file() or path.is_symlink():  # e.g. a concurrent run already moved it
         return None
     target = home.quarantine / f"{at.strftime('%Y%m%dT%H%M%S%fZ')}-{path.name}"
-    home.quarantine.mkdir(mode=0o700, parents=True, exist_ok=True)
     sidecar = path.with_name(path.name + ".sha256")
-    shutil.move(path, target)
-    target.chmod(FILE_MODE)
+    moves = [(path, target)]
     if sidecar.is_file() and not sidecar.is_symlink():
-        sidecar_target = target.with_name(target.name + ".sha256")
-        shutil.move(sidecar, sidecar_target)
-        sidecar_target.chmod(FILE_MODE)
-    write_private(target.with_name(target.name + ".reason.txt"), (reason + "\n").encode("utf-8"))
+        moves.append((sidecar, target.with_name(target.name + ".sha256")))
+    try:
+        done = keep_raw_files(moves, FILE_MODE)
+        try:
+            write_private(target.with_name(target.name + ".reason.txt"), (reason + "\n").encode("utf-8"))
+        except OSError:
+            undo_moves(done)
+            raise
+    except OSError as exc:  # e.g. a full disk: nothing is left in quarantine, the file stays where it was
+        raise MoveFailed(f"the rejected file could not be moved into {home.quarantine} ({exc.strerror})"
+                         ) from None
     return target
 
 
@@ -385,7 +399,7 @@ def ingest_file(path: Path, runtime: Runtime, secrets: IngestSecrets, *,
     name = path.name
 
     def rejected(message: str) -> InputRejected:
-        return InputRejected(f"{message}; the file was quarantined, please report this", file=name)
+        return InputRejected(f"{message}{QUARANTINED}", file=name)
 
     def failed(message: str) -> UserFacingError:
         return UserFacingError(f"file {name}: {message}; nothing was stored")
@@ -400,6 +414,8 @@ def ingest_file(path: Path, runtime: Runtime, secrets: IngestSecrets, *,
     if not path.is_file():
         return IngestOutcome("rejected", None, f"file {path} does not exist or is not a file; "
                              "check the path", _zero_tables(), NO_POPULATION)
+    # Folders on the way may be links: resolved, so the real file is what moves into the home.
+    path = path.parent.resolve() / path.name
     progress = _Progress()
     checked: CheckedFile | None = None
     try:
@@ -428,14 +444,18 @@ def ingest_file(path: Path, runtime: Runtime, secrets: IngestSecrets, *,
         loaded = stage("load", _guarded("load", load, failed), runtime.engine, cluster, target,
                        analysis, pseudonymised, secrets.contact_key, counts, flow_run_id)
     except SecretMissing as exc:  # a setup mistake, not a bad file: leave the file where it is
-        error = f"{exc}; the file was left in place"
-        kept = None
-        outcome = IngestOutcome("rejected", checked.sha256 if checked else None, error,
-                                progress.counts(None), NO_POPULATION, kept_at=kept)
+        outcome = IngestOutcome("rejected", checked.sha256 if checked else None, f"{exc}{LEFT_IN_PLACE}",
+                                progress.counts(None), NO_POPULATION)
+    except MoveFailed as exc:  # e.g. a full disk: nothing was stored, nothing is left in HOME/raw
+        outcome = IngestOutcome("rejected", checked.sha256 if checked else None,
+                                f"file {name}: {exc}{LEFT_IN_PLACE}", progress.counts(None), NO_POPULATION)
     except InputRejected as exc:
         error = str(exc)
-        kept = stage("quarantine", _guarded("quarantine", quarantine, unfinished), path, home,
-                     error, datetime.now(UTC))
+        try:
+            kept = stage("quarantine", _guarded("quarantine", quarantine, unfinished), path, home,
+                         error, datetime.now(UTC))
+        except MoveFailed as move:
+            error, kept = f"{error.removesuffix(QUARANTINED)}; {move}{LEFT_IN_PLACE}", None
         outcome = IngestOutcome("rejected", checked.sha256 if checked else None, error,
                                 progress.counts(None), NO_POPULATION, kept_at=kept)
     else:

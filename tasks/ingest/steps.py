@@ -23,7 +23,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from tasks.core.errors import InputRejected
 from tasks.core.flowrun import NothingToDo
 from tasks.core.prefect import artifact_key, as_task, stage_task
-from tasks.ingest.pipeline import IngestOutcome, QualityReport
+from tasks.ingest.pipeline import LEFT_IN_PLACE, IngestOutcome, QualityReport
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -76,7 +76,8 @@ def summary_line(result: Mapping[str, Any]) -> str:
     """One line on an ``ingest --json`` object (counts only): the CLI's summary and the run's."""
     status, sha = result["status"], (result["sha256"] or "")[:12]
     if status == "rejected":
-        return f"extract {sha or 'file'} rejected and moved to quarantine: {result['error']}"
+        where = "left in place" if str(result["error"]).endswith(LEFT_IN_PLACE) else "moved to quarantine"
+        return f"extract {sha or 'file'} rejected and {where}: {result['error']}"
     if status == "duplicate":
         return duplicate_line(sha)
     tables = "; ".join(f"{t} {c['loaded']} loaded, {c['quarantined']} quarantined"

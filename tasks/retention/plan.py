@@ -10,7 +10,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from tasks.core.home import Home
-from tasks.core.secrets import PSEUDONYM_KEY
+from tasks.core.secrets import AUDIT_KEY, PSEUDONYM_KEY
 from tasks.core.settings import Settings
 from tasks.retention.dates import day_of, final_deadline, rule_deadline
 from tasks.retention.files import resolve, shown, tree
@@ -230,8 +230,11 @@ class _Planner:
         ]
 
     def key_names(self, rule: Rule, wanted: Sequence[str]) -> tuple[str, ...]:
-        """Key files present and wanted (or all for *), not taken yet, pseudonymisation key last."""
-        present = [k for k in self.inventory.keys if k in wanted or ALL in wanted]
+        """Key files present and wanted (or all for *), not taken yet, pseudonymisation key last.
+
+        Never the audit key: it outlives the final sweep, so the record of deletion can be verified.
+        """
+        present = [k for k in self.inventory.keys if k != AUDIT_KEY and (k in wanted or ALL in wanted)]
         return self.claims.take(self.claims.keys, _ordered_keys(present))
 
     def table_counts(self, rule: Rule) -> tuple[tuple[str, int], ...]:

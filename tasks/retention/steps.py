@@ -13,6 +13,7 @@ from tasks.core import flow_names
 from tasks.core.db import compact_database
 from tasks.core.prefect import artifact_key, stage_task
 from tasks.core.runtime import Runtime
+from tasks.retention.dates import is_final_due
 from tasks.retention.history import FlowRunRef
 from tasks.retention.inventory import take_inventory
 from tasks.retention.plan import Schedule, keys_held_elsewhere, plan_schedule
@@ -89,6 +90,23 @@ def delete_due(runtime: Runtime, sweep: Sweep, schedule: Schedule) -> list[Delet
     ]
 
 
+def deleted_history(deleted: Sequence[Deleted]) -> tuple[list[str], list[str]]:
+    """The flow runs and artifacts the sweep deleted (ids, never shown)."""
+    return ([r for d in deleted for r in d.unit.flow_runs],
+            [a for d in deleted for a in d.unit.artifacts])
+
+
+@stage_task("delete-prefect-events")
+def delete_events(runtime: Runtime, sweep: Sweep, deleted: Sequence[Deleted]) -> int | None:
+    """Delete Prefect's events of the deleted runs and artifacts and, at the final deadline, every
+    event of this cluster but the sweep's own run's (embedded server only; None: external)."""
+    runs, artifacts = deleted_history(deleted)
+    final = is_final_due(runtime.settings, sweep.as_of)
+    if not runs and not artifacts and not final:
+        return 0
+    return runtime.run_history.delete_events(runs, artifacts, sweep.running, final)
+
+
 @stage_task("compact-databases")
 def compact(runtime: Runtime) -> dict[str, Any]:
     """Checkpoint and vacuum both databases so deleted rows and runs leave no trace in files."""
@@ -105,9 +123,10 @@ def verify(runtime: Runtime, sweep: Sweep, schedule: Schedule, deleted: Sequence
     """Search the database, HOME and Prefect for what was due; audit the result."""
     rules = load_rules()
     runs = project_runs(runtime, sweep.started, sweep.running)
-    deleted_runs = [r for d in deleted for r in d.unit.flow_runs]
+    deleted_runs, deleted_artifacts = deleted_history(deleted)
     result = verify_retention(
-        runtime.engine, runtime.home, runtime.settings, rules, schedule, runs, deleted_runs, runtime.run_history
+        runtime.engine, runtime.home, runtime.settings, rules, schedule, runs, deleted_runs, runtime.run_history,
+        deleted_artifacts, sweep.running,
     )
     record_verification(runtime.engine, runtime.cluster, sweep, result)
     finish_sweep(runtime.engine, runtime.cluster, sweep)
@@ -117,7 +136,11 @@ def verify(runtime: Runtime, sweep: Sweep, schedule: Schedule, deleted: Sequence
 @stage_task("publish-deletions")
 def publish_deletions(cluster: str, sweep: Sweep, deleted: Sequence[Deleted], verification: Verification) -> None:
     """Show what was deleted (exact counts, the retention record) on the flow run's page."""
-    outcome = "nothing remains" if verification.ok else f"REMAINING {verification.remaining}"
+    outcome = {"clean": "nothing remains",
+               "prefect-events-pending": f"nothing else remains; {verification.remaining['events']} Prefect "
+               "event(s) of this cluster remain on the external server until "
+               f"{verification.prefect_events.trimmed_by if verification.prefect_events else '?'}"
+               }.get(verification.outcome, f"REMAINING {verification.remaining}")
     create_table_artifact(
         key=artifact_key(cluster, "retention-sweep"),
         table=deletion_table(deleted),

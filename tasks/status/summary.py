@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import json
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import Connection
@@ -15,6 +16,7 @@ from tasks.retention.plan import keys_held_elsewhere, plan_schedule
 from tasks.retention.rules import load_rules
 from tasks.retention.steps import project_runs
 from tasks.retention.sweep import last_sweep, sweep_problems
+from tasks.retention.verify import VERIFICATION_EVENT
 from tasks.survey.responses import survey_status
 
 
@@ -37,6 +39,17 @@ def stale_outputs(conn: Connection, cluster_id: str) -> list[str]:
     return [row["path"] for row in rows(conn, "qual_stale_outputs", {"cluster_id": cluster_id})]
 
 
+def prefect_events_held(conn: Connection, cluster_id: str, today: date) -> dict[str, Any] | None:
+    """Events the last sweep could not delete (external Prefect server) while the server keeps them."""
+    found = rows(conn, "audit_events", {"cluster_id": cluster_id, "event": VERIFICATION_EVENT})
+    last = json.loads(found[-1]["details"]) if found else {}
+    trimmed = last.get("events_trimmed_by")
+    if not last.get("events") or not trimmed or date.fromisoformat(trimmed) < today:
+        return None
+    return {"remaining": last["events"], "trimmed_by": trimmed, "server": last.get("events_server"),
+            "as_of": last.get("as_of")}
+
+
 @stage_task("summarise-status")
 def summarise_status(runtime: Runtime, running: tuple[str, ...]) -> dict[str, Any]:
     """Counts from the database and the retention schedule as of today (no personal data)."""
@@ -52,6 +65,7 @@ def summarise_status(runtime: Runtime, running: tuple[str, ...]) -> dict[str, An
         survey = survey_status(conn, runtime.settings)
         last = last_sweep(conn, runtime.cluster)
         stale = stale_outputs(conn, runtime.cluster)
+        held = prefect_events_held(conn, runtime.cluster, now.date())
     runs = project_runs(runtime, now, running)
     schedule = plan_schedule(rules, runtime.settings, inventory, runtime.home, runs, now.date())
     return {
@@ -64,6 +78,7 @@ def summarise_status(runtime: Runtime, running: tuple[str, ...]) -> dict[str, An
             "due": [e.view() for e in schedule.due],
             "next": [e.view() for e in schedule.next],
             "unscheduled": list(schedule.unscheduled),
+            "prefect_events": held,
         },
         "warnings": list(schedule.warnings) + problems + keys_held_elsewhere(rules, inventory, has_secret),
         "stale_outputs": stale,

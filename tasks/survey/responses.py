@@ -3,8 +3,9 @@
 Import rules: the file is identified by its SHA-256 (importing it again changes nothing).
 A file that is not a CSV with every export column is rejected whole. Each row is checked
 (token issued and not withdrawn, submitted_at ISO 8601 or DD/MM/YYYY HH:MM, a real
-time, not before the study window and not after the import, nor after the end of fieldwork
-plus ``survey.response_grace_days``; mode code, scores 0-10, yes/no); a failing row is quarantined with row number,
+time, not before the study window nor before the household was invited (its invitation attempt,
+else its wave's draw), not after the import, nor after the end of fieldwork plus
+``survey.response_grace_days``; mode code, scores 0-10, yes/no); a failing row is quarantined with row number,
 column and reason (never a value). Among valid rows one response per token is kept: the
 latest ``submitted_at`` (a tie goes to the later row); the earlier is reported as a
 duplicate. Against responses already stored: a later submission replaces the stored one,
@@ -18,7 +19,7 @@ import hashlib
 import io
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,7 @@ from tasks.core.contacts import delete_contact
 from tasks.core.db import query, rows
 from tasks.core.errors import InputRejected, UserFacingError
 from tasks.core.prefect import artifact_key
+from tasks.core.runtime import Checkpoint
 from tasks.core.settings import Settings
 
 UK_TIME = ZoneInfo("Europe/London")
@@ -155,11 +157,44 @@ def parse_submitted_at(text: str | None) -> str | None:
 
 @dataclass(frozen=True)
 class TimeWindow:
-    """The submitted_at values that can be real (UTC ISO, both ends included)."""
+    """The submitted_at values that can be real (UTC ISO, both ends included).
+
+    ``invited`` raises the lower end per household: token -> when it was first invited (UTC ISO,
+    to the second); a token not in it has only the study window's start.
+    """
 
     earliest: str
     latest: str
     latest_reason: str
+    invited: Mapping[str, str] = field(default_factory=dict)
+
+
+BEFORE_STUDY = "submitted_at is before the start of the study window"
+BEFORE_INVITATION = "submitted_at is before the household was invited"
+
+
+def utc_second(value: str) -> str | None:
+    """A stored time (ISO 8601; naive = UTC, as the project writes them) as UTC ISO to the second, down."""
+    try:
+        moment = datetime.fromisoformat(value)
+    except (TypeError, ValueError):
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).replace(microsecond=0).isoformat()
+
+
+def invitation_times(conn: Connection, cluster: str) -> dict[str, str]:
+    """Token -> when its household was first invited: the invitation attempt, else the wave's draw.
+
+    The invitation attempt counts whatever its outcome (sent, in a pack, bounced...): nothing
+    could be returned before it. A household with no attempt recorded (not invited yet, or the
+    demo) is bounded by its wave's ``drawn_at``: its token did not exist before. Floored to the
+    second, as ``submitted_at`` is, so a return in the invitation's own second is accepted.
+    """
+    found = {r["token"]: utc_second(r["invited_at"])
+             for r in rows(conn, "survey_invitation_times", {"cluster_id": cluster})}
+    return {token: at for token, at in found.items() if at is not None}
 
 
 def submission_window(settings: Settings, now: datetime) -> TimeWindow:
@@ -183,14 +218,15 @@ def submission_window(settings: Settings, now: datetime) -> TimeWindow:
 
 
 def outside_window(clean: pl.DataFrame, window: TimeWindow) -> list[RowProblem]:
-    """Rows whose (UTC ISO) submitted_at is before the study or after the window's end."""
+    """Rows whose (UTC ISO) submitted_at is before the study or the household's invitation, or after the end."""
     problems = []
-    for row, at in clean.select("row", "submitted_at").iter_rows():
+    for row, token, at in clean.select("row", "token", "submitted_at").iter_rows():
         if at is None:
             continue
         if at < window.earliest:
-            problems.append(RowProblem(row, "submitted_at", "time_window",
-                                       "submitted_at is before the start of the study window"))
+            problems.append(RowProblem(row, "submitted_at", "time_window", BEFORE_STUDY))
+        elif at < window.invited.get(token, window.earliest):
+            problems.append(RowProblem(row, "submitted_at", "time_window", BEFORE_INVITATION))
         elif at > window.latest:
             problems.append(RowProblem(row, "submitted_at", "time_window", window.latest_reason))
     return problems
@@ -371,14 +407,14 @@ def _store(conn: Connection, cluster: str, sha: str, accept: Sequence[Mapping[st
 
 
 def _import_new(conn: Connection, settings: Settings, data: bytes, sha: str, file_name: str,
-                now: datetime, flow_run_id: str | None) -> ImportResult:
+                now: datetime, flow_run_id: str | None, checkpoint: Checkpoint | None = None) -> ImportResult:
     """Validate, merge and store a file not seen before; record and audit the import."""
     cluster = settings.study.cluster
     raw = read_export(data, file_name)
     tokens = rows(conn, "survey_issued_tokens", {"cluster_id": cluster})
+    window = replace(submission_window(settings, now), invited=invitation_times(conn, cluster))
     checked = validate_export(raw, [t["token"] for t in tokens],
-                              [t["token"] for t in tokens if t["withdrawn"]], file_name,
-                              submission_window(settings, now))
+                              [t["token"] for t in tokens if t["withdrawn"]], file_name, window)
     stored = {r["token"]: r["submitted_at"]
               for r in rows(conn, "survey_responses_stored", {"cluster_id": cluster})}
     merged = merge_with_stored(checked, stored)
@@ -393,14 +429,22 @@ def _import_new(conn: Connection, settings: Settings, data: bytes, sha: str, fil
         "sha256": sha, "rows": raw.height, "accepted": len(merged.accept),
         "quarantined": quarantined, "duplicates": len(merged.duplicates),
         "already_stored": merged.already_stored}, flow_run_id, now)
+    if checkpoint is not None:  # fault-injection tests only: everything written, nothing committed
+        checkpoint(f"import-responses:{sha[:12]}:uncommitted")
     return ImportResult("imported", sha, file_name, raw.height, len(merged.accept), quarantined,
                         merged.already_stored, merged.duplicates, checked.problems, issued, responded,
                         settings.survey.target_respondents)
 
 
 def import_responses(engine: Engine, settings: Settings, path: Path, now: datetime | None = None,
-                     flow_run_id: str | None = None) -> ImportResult:
-    """Import one export file in one transaction; a file seen before changes nothing."""
+                     flow_run_id: str | None = None, checkpoint: Checkpoint | None = None) -> ImportResult:
+    """Import one export file in one transaction; a file seen before changes nothing.
+
+    The file is only read (it stays where it is; nothing is registered under the home): a run
+    killed before the commit leaves no response, quarantined row, import record or audit entry,
+    and importing the file again is a first import. ``checkpoint`` (tests only) is called
+    inside the transaction once everything is written.
+    """
     data = _read_file(path)
     sha = hashlib.sha256(data).hexdigest()
     try:
@@ -408,7 +452,8 @@ def import_responses(engine: Engine, settings: Settings, path: Path, now: dateti
             before = _imported_before(conn, settings, sha, path.name)
             if before is not None:
                 return before
-            return _import_new(conn, settings, data, sha, path.name, now or datetime.now(UTC), flow_run_id)
+            return _import_new(conn, settings, data, sha, path.name, now or datetime.now(UTC), flow_run_id,
+                               checkpoint)
     except IntegrityError:
         # The same file imported by another run at the same moment: nothing more to do.
         with engine.connect() as conn:

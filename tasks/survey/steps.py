@@ -16,6 +16,7 @@ from sqlalchemy import Engine
 
 from tasks.core.db import compact_database
 from tasks.core.prefect import stage_task
+from tasks.core.runtime import Checkpoint
 from tasks.core.settings import Settings
 from tasks.survey.fieldwork import InterviewDraw, draw_interviews, send_invitations, send_reminders
 from tasks.survey.monitor import emit_topup_needed, need_to_signal, record_signal
@@ -139,9 +140,9 @@ def start_progress_task(engine: Engine, settings: Settings) -> Any:
 
 @stage_task("import-responses")
 def import_responses_task(engine: Engine, settings: Settings, path: Path,
-                          flow_run_id: str | None) -> ImportResult:
+                          flow_run_id: str | None, checkpoint: Checkpoint | None = None) -> ImportResult:
     """Validate and import one survey export (a file seen before changes nothing)."""
-    return import_responses(engine, settings, path, flow_run_id=flow_run_id)
+    return import_responses(engine, settings, path, flow_run_id=flow_run_id, checkpoint=checkpoint)
 
 
 @stage_task("finish-progress")
