@@ -12,6 +12,7 @@ Failed with that line as its state message.
 from __future__ import annotations
 
 import ctypes
+import fcntl
 import logging
 import os
 import re
@@ -141,7 +142,18 @@ def start_ephemeral_server() -> None:
     if current is None or not current.running:
         SubprocessASGIServer._instances.pop(None, None)
         current = DyingWithParent()  # __new__ registers it under the None key
-    current.start()
+    # Commands sharing one PREFECT_HOME start their servers one at a time: concurrent first
+    # starts would migrate the same fresh Prefect database at once and one server would die.
+    from prefect.settings import PREFECT_HOME
+
+    home = PREFECT_HOME.value()
+    home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with (home / ".server-start.lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            current.start()
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def stage_task(name: str, *, retries: int = 0, **options: Any) -> Callable[[Callable[P, R]], Task[P, R]]:
