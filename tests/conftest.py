@@ -237,6 +237,34 @@ def wait_for(what: str, probe: Any, timeout: float = 120, interval: float = 0.5)
         time.sleep(interval)
 
 
+
+def run_cli_until(args: list[str], env: dict[str, str], kill_at: str | None,
+                  trace: Path) -> subprocess.CompletedProcess[str] | None:
+    """Run ``cluster-eval ARGS``; kill its whole process group once ``kill_at`` shows in the trace file.
+
+    With ``kill_at`` None the command runs to its end and its result is returned; killed, None.
+    """
+    process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+        [sys.executable, "-m", "cli", *args],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 240
+    try:
+        while kill_at is not None:
+            if trace.exists() and kill_at in trace.read_text().splitlines():
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(30)
+                return None
+            if process.poll() is not None or time.monotonic() > deadline:
+                out, err = process.communicate()
+                pytest.fail(f"{args[0]} ended before {kill_at} (exit {process.returncode}): {err[-2000:]}")
+            time.sleep(0.05)
+        out, err = process.communicate(timeout=240)
+        return subprocess.CompletedProcess(process.args, process.returncode, out, err)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(30)
+
 def stop_process_group(process: subprocess.Popen) -> None:
     """SIGTERM (twice: a Prefect runner may ignore the first), then SIGKILL."""
     for sig in (signal.SIGTERM, signal.SIGTERM, signal.SIGKILL):

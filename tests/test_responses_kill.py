@@ -13,15 +13,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import signal
 import subprocess
-import sys
-import time
 from datetime import timedelta
 from pathlib import Path
 
 import polars as pl
 import pytest
+from conftest import run_cli_until
 from sqlalchemy import text
 from test_fieldwork import households
 from test_responses import DRAWN, drawn
@@ -49,28 +47,8 @@ def _env(rt: Runtime, root: Path, trace: Path, pause: float) -> dict[str, str]:
 
 def _import(env: dict[str, str], export: Path, kill_at: str | None, trace: Path
             ) -> subprocess.CompletedProcess[str] | None:
-    """Run one ``responses import``; kill its whole process group once ``kill_at`` shows in the trace."""
-    process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-        [sys.executable, "-m", "cli", "responses", "import", str(export), "--json"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
-    deadline = time.monotonic() + 240
-    try:
-        while kill_at is not None:
-            if trace.exists() and kill_at in trace.read_text().splitlines():
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait(30)
-                return None
-            if process.poll() is not None or time.monotonic() > deadline:
-                out, err = process.communicate()
-                pytest.fail(f"import ended before {kill_at} (exit {process.returncode}): {err[-2000:]}")
-            time.sleep(0.05)
-        out, err = process.communicate(timeout=240)
-        return subprocess.CompletedProcess(process.args, process.returncode, out, err)
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(30)
-
+    """Run one ``responses import``; kill it once ``kill_at`` shows in the trace."""
+    return run_cli_until(["responses", "import", str(export), "--json"], env, kill_at, trace)
 
 def _counts(rt: Runtime) -> dict[str, int]:
     with rt.engine.connect() as conn:

@@ -10,17 +10,14 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import sqlite3
 import subprocess
-import sys
-import time
 from datetime import date
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import make_settings
+from conftest import make_settings, run_cli_until
 from sqlalchemy import text
 from test_retention import (
     PUBLICATION,
@@ -62,28 +59,8 @@ def _env(rt: Runtime, root: Path, trace: Path, pause: float) -> dict[str, str]:
 
 
 def _sweep(env: dict[str, str], kill_at: str | None, trace: Path) -> subprocess.CompletedProcess[str] | None:
-    """Run one sweep; kill its whole process group once ``kill_at`` shows in the trace."""
-    process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-        [sys.executable, "-m", "cli", "retention", "--as-of", AS_OF, "--json"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
-    deadline = time.monotonic() + 240
-    try:
-        while kill_at is not None:
-            if trace.exists() and kill_at in trace.read_text().splitlines():
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait(30)
-                return None
-            if process.poll() is not None or time.monotonic() > deadline:
-                out, err = process.communicate()
-                pytest.fail(f"sweep ended before {kill_at} (exit {process.returncode}): {err[-2000:]}")
-            time.sleep(0.05)
-        out, err = process.communicate(timeout=240)
-        return subprocess.CompletedProcess(process.args, process.returncode, out, err)
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(30)
-
+    """Run one sweep; kill it once ``kill_at`` shows in the trace."""
+    return run_cli_until(["retention", "--as-of", AS_OF, "--json"], env, kill_at, trace)
 
 def _deletions(rt: Runtime) -> list[tuple[Any, ...]]:
     keys = ("category", "rule", "as_of", "due_date", "kind", "item", "rows", "tables", "files", "keys")
