@@ -37,8 +37,12 @@ check: lint
 audit: $(STAMP)
 	$(BIN)/python .ci/audit-deps
 
+# The ingest benchmark through the real command (README "Benchmarks"): SIZES in families; with
+# BENCH_POSTGRES_URL (or env CLUSTER_EVAL_BENCH_POSTGRES_URL) the sizes up to 100 000 run on PostgreSQL too.
+SIZES ?= 10000 100000 1000000
+BENCH_POSTGRES_URL ?=
 bench: $(STAMP)
-	$(BIN)/python benchmarks/ingest.py
+	$(BIN)/python benchmarks/ingest.py --sizes $(SIZES) $(if $(BENCH_POSTGRES_URL),--postgres-url $(BENCH_POSTGRES_URL))
 
 clean:
 	rm -rf $(VENV) var

@@ -16,10 +16,13 @@ import traceback
 from collections.abc import Callable, Mapping, Sequence
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tasks.core.errors import UserFacingError
 from tasks.core.runtime import Checkpoint
+
+if TYPE_CHECKING:
+    from tasks.core.prefect import LaunchedServer
 
 EXIT_OK, EXIT_REJECTED, EXIT_USAGE = 0, 1, 2
 
@@ -191,7 +194,16 @@ def _check_named_server() -> None:
         check_server(server_access(), allow_unauthenticated=True)
 
 
-def _run(args: argparse.Namespace) -> int:
+def _launch_server(args: argparse.Namespace) -> LaunchedServer | None:
+    """Start the ephemeral server's process first, so it boots while the command imports and opens the store."""
+    if args.command == "serve":  # serve needs a named server
+        return None
+    from tasks.core.prefect import launch_ephemeral_server
+
+    return launch_ephemeral_server()
+
+
+def _run(args: argparse.Namespace, launched: LaunchedServer | None = None) -> int:
     # Imported here so Prefect reads the environment configure_prefect_env() prepared.
     from prefect import tags
 
@@ -203,7 +215,7 @@ def _run(args: argparse.Namespace) -> int:
         _check_named_server()
         from tasks.core.prefect import start_ephemeral_server
 
-        start_ephemeral_server()  # no server named: Prefect's own, started here so that it dies with us
+        start_ephemeral_server(launched)  # no server named: Prefect's own, tied to this process so that it dies with us
     with tags(*current_runtime().run_tags):  # every run of this command carries its cluster
         result, code, summary = handler(args)
     if result is not None:
@@ -312,10 +324,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         home = prepare_home(settings.home).root
         configure_prefect_env(settings.home, args.verbose)
-        from tasks.core.runtime import open_runtime, use_runtime
+        launched = _launch_server(args)
+        try:
+            from tasks.core.runtime import open_runtime, use_runtime
 
-        with use_runtime(open_runtime(settings, checkpoint=test_checkpoint(os.environ))):
-            code = _run(args)
+            with use_runtime(open_runtime(settings, checkpoint=test_checkpoint(os.environ))):
+                code = _run(args, launched)
+        finally:
+            if launched is not None:  # refused before its flow: the server it launched goes now
+                from tasks.core.prefect import discard_unadopted
+
+                discard_unadopted(launched)
         sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit-time flush
         return code
     except UserFacingError as exc:  # the line is the whole story: no log entry (and no new file under the home)

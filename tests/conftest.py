@@ -157,11 +157,13 @@ def free_port() -> int:
 class PrefectServer:
     """A real ``prefect server start`` (API, UI, services) on a free loopback port, with its own PREFECT_HOME."""
 
-    def __init__(self, home: Path) -> None:
+    def __init__(self, home: Path, **settings: str) -> None:
+        """Start it; ``settings``: further PREFECT_* variables of the server (e.g. its own database)."""
         self.home = home
         self.url = f"http://127.0.0.1:{free_port()}"
         self.env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_API_URL": f"{self.url}/api",
-                    "PREFECT_SERVER_UI_API_URL": f"{self.url}/api", "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+                    "PREFECT_SERVER_UI_API_URL": f"{self.url}/api", "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+                    **settings}
         self.process = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
             [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
              "--port", self.url.rsplit(":", 1)[1]],
@@ -199,6 +201,16 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         return
     if any("prefect_server" in getattr(item, "fixturenames", ()) for item in session.items):
         _SHARED_SERVER.append(PrefectServer(Path(tempfile.mkdtemp(prefix="cluster-eval-test-server-"))))
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Show the figures tests measured (``record_property("measured", line)``): reported, never asserted."""
+    lines = [str(value) for report in terminalreporter.stats.get("passed", [])
+             for name, value in getattr(report, "user_properties", ()) if name == "measured"]
+    if lines:
+        terminalreporter.write_sep("-", "measured")
+        for line in lines:
+            terminalreporter.write_line(line)
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:

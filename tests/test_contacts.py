@@ -7,7 +7,7 @@ import os
 import pytest
 from sqlalchemy import text
 
-from tasks.core.contacts import ContactRecord, delete_contact, load_contacts
+from tasks.core.contacts import ContactRecord, contact_frame, delete_contact, load_contacts
 from tasks.core.errors import ConfigError
 from tasks.core.runtime import Runtime
 from tasks.ingest.load import store_contacts
@@ -56,6 +56,19 @@ def test_delete_one_family(runtime: Runtime) -> None:
         assert delete_contact(conn, "pilot", "fam1") == 1
     with runtime.engine.connect() as conn:
         assert list(load_contacts(conn, key, "pilot")) == ["fam2"]
+
+
+def test_a_contact_frame_is_stored_like_the_records(runtime: Runtime) -> None:
+    key = os.urandom(32)
+    other = ContactRecord("ZQXNAME2", None, None, None, None, None, None, None, True)
+    with runtime.engine.begin() as conn:
+        sha = _extract(conn)
+        assert store_contacts(conn, key, "pilot", sha,
+                              contact_frame({"fam1": RECORD, "fam2": other})) == 2
+    with runtime.engine.connect() as conn:
+        stored = conn.execute(text("SELECT ciphertext FROM contacts")).scalars().all()
+        assert not any("ZQXNAME" in c for c in stored)
+        assert load_contacts(conn, key, "pilot") == {"fam1": RECORD, "fam2": other}
 
 
 def test_concurrent_first_runs_agree_on_one_key(tmp_path) -> None:

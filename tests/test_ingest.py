@@ -40,7 +40,12 @@ from tasks.ingest.pipeline import (
     load_ingest_secrets,
     run_stage,
 )
-from tasks.ingest.pseudonymise import pseudonym, pseudonymise_failures, split_contacts
+from tasks.ingest.pseudonymise import (
+    CONTACT_FIELDS,
+    pseudonym,
+    pseudonymise_failures,
+    split_contacts,
+)
 from tasks.ingest.transform import derive_tables, in_window
 from tasks.ingest.validate import ValidatedTables
 
@@ -192,11 +197,14 @@ def test_contact_columns_leave_the_families_table() -> None:
         "phone": [None, None], "preferred_contact": ["post", "email"],
         "do_not_contact": [False, None], "household_size": [3, 2],
     })
-    rest, records = split_contacts(families)
+    rest, contacts = split_contacts(families)
     assert rest.columns == ["family_pid", "household_size"]
-    assert records["a"].postcode == "NM1 1AA" and records["a"].do_not_contact is False
-    assert records["b"].email == "x@example.org"
-    assert records["b"].do_not_contact is True  # missing answer: never contact
+    assert contacts.columns == ["family_pid", *CONTACT_FIELDS]
+    records = {row["family_pid"]: row for row in contacts.iter_rows(named=True)}
+    assert records["a"]["postcode"] == "NM1 1AA" and records["a"]["do_not_contact"] is False
+    assert records["b"]["email"] == "x@example.org"
+    assert records["b"]["do_not_contact"] is True  # missing answer: never contact
+    assert contacts.schema["do_not_contact"] == pl.Boolean
 
 
 def _tiny_tables() -> dict[str, pl.DataFrame]:

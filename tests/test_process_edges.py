@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import signal
+import socket
 import stat
 import subprocess
 import sys
@@ -126,6 +127,39 @@ def test_killed_command_leaves_no_prefect_server_running(tmp_path: Path) -> None
         _wait("the orphaned server to end", lambda: not _alive(pid), 10)
         assert not _healthy(port)
     finally:
+        if command.poll() is None:
+            command.kill()
+            command.wait(10)
+
+
+@pytest.mark.e2e
+@pytest.mark.skipif(not LINUX, reason="/proc is Linux")
+def test_the_server_boots_while_the_command_opens_the_store_and_a_refusal_stops_it(tmp_path: Path) -> None:
+    """The ephemeral server is launched before the store is opened (it boots meanwhile): a command
+    refused there (an unreachable database) stops the server it launched before it exits."""
+    home = tmp_path / "var"
+    clean = {k: v for k, v in os.environ.items()
+             if not k.startswith(("CLUSTER_EVAL_", "PREFECT_API", "PREFECT_HOME"))}
+    silent = socket.create_server(("127.0.0.1", 0))  # accepts connections, never answers: a hung database
+    url = f"postgresql+psycopg://nobody@127.0.0.1:{silent.getsockname()[1]}/none?connect_timeout=20"
+    command = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+        [sys.executable, "-m", "cli", "status"],
+        env={**clean, "CLUSTER_EVAL_HOME": str(home), "CLUSTER_EVAL_DATABASE_URL": url},
+        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        def server() -> int | None:
+            servers = [p for p in _children(command.pid) if "uvicorn" in _cmdline(p)]
+            return servers[0] if servers else None
+
+        pid = _wait("the server launched while the database is tried", server, 120)
+        assert command.poll() is None  # still trying the database: the server boots meanwhile
+        assert _environ(pid)["PREFECT_HOME"] == str((home / "prefect").resolve())
+        _, err = command.communicate(timeout=120)
+        assert command.returncode == 1
+        assert err.count("\n") == 1 and "is unreachable" in err
+        _wait("the launched server to stop with the refusal", lambda: not _alive(pid), 10)
+    finally:
+        silent.close()
         if command.poll() is None:
             command.kill()
             command.wait(10)

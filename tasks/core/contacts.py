@@ -2,6 +2,12 @@
 
 The key (secret ``contact_key``) is not the pseudonymisation key; destroying it
 crypto-shreds every copy, backups included. Plaintext exists only in memory.
+
+A record's plaintext is ``json.dumps`` of its fields in ``ContactRecord`` order with
+``separators=(",", ":")`` (ASCII, non-ASCII escaped); the nonce is 12 random bytes and the
+associated data ``<cluster_id>:<family_pid>``. ``seal_contact_frame`` seals a whole ingest's
+contact frame (one row per family, ``CONTACT_FRAME_COLUMNS``) in one vectorised pass with
+exactly the same format, so ``decrypt_contact`` reads both.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
 
+import polars as pl
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import Connection
@@ -44,6 +51,12 @@ class ContactRecord:
 
 
 _FIELDS = tuple(f.name for f in fields(ContactRecord))
+CONTACT_FRAME_COLUMNS: tuple[str, ...] = ("family_pid", *_FIELDS)
+SEALED_COLUMNS: tuple[str, ...] = ("cluster_id", "family_pid", "key_id", "nonce", "ciphertext",
+                                   "extract_sha256")
+# json.dumps (ensure_ascii) and polars' JSON writer agree on printable ASCII.
+_NOT_PRINTABLE_ASCII = r"[^\x20-\x7e]"
+_SEAL_SLICE = 1 << 16  # rows sealed at a time
 
 
 def key_id(key: bytes) -> str:
@@ -76,8 +89,13 @@ def decrypt_contact(key: bytes, cluster_id: str, family_pid: str, nonce: str, ci
 
 
 def seal_contacts(key: bytes, cluster_id: str, extract_sha256: str,
-                  records: Mapping[str, ContactRecord]) -> list[dict[str, str]]:
-    """The ``contacts`` rows (ciphertext only) for the given families (stored by the ingest load)."""
+                  records: Mapping[str, ContactRecord] | pl.DataFrame) -> list[dict[str, str]]:
+    """The ``contacts`` rows (ciphertext only) for the given families (stored by the ingest load).
+
+    ``records`` may also be a contact frame (``seal_contact_frame`` is the faster path for it).
+    """
+    if isinstance(records, pl.DataFrame):
+        return seal_contact_frame(key, cluster_id, extract_sha256, records).to_dicts()
     kid = key_id(key)
     params = []
     for family_pid, record in records.items():
@@ -85,6 +103,70 @@ def seal_contacts(key: bytes, cluster_id: str, extract_sha256: str,
         params.append({"cluster_id": cluster_id, "family_pid": family_pid, "key_id": kid,
                        "nonce": nonce, "ciphertext": sealed, "extract_sha256": extract_sha256})
     return params
+
+
+def contact_frame(records: Mapping[str, ContactRecord]) -> pl.DataFrame:
+    """The contact frame of some records (family_pid + ContactRecord fields, one row each)."""
+    schema: dict[str, pl.DataType] = {name: pl.String() for name in CONTACT_FRAME_COLUMNS}
+    schema["do_not_contact"] = pl.Boolean()
+    rows = [(pid, *(getattr(record, f) for f in _FIELDS)) for pid, record in records.items()]
+    return pl.DataFrame(rows, schema=schema, orient="row")
+
+
+def _plaintexts(frame: pl.DataFrame) -> list[bytes]:
+    """Each row's plaintext, byte for byte what ``encrypt_contact`` would seal."""
+    encoded = frame.select(
+        pl.struct(
+            *(pl.col(f).cast(pl.String) for f in _FIELDS if f != "do_not_contact"),
+            pl.col("do_not_contact").cast(pl.Boolean),
+        ).struct.json_encode().alias("json")
+    ).to_series()
+    # Both writers escape quotes, backslashes and control characters alike; json.dumps also
+    # escapes everything else outside printable ASCII (\u00eb, surrogate pairs, \u007f).
+    odd = encoded.str.contains(_NOT_PRINTABLE_ASCII)
+    if odd.any():
+        subset = encoded.filter(odd)
+        chars = subset.str.extract_all(_NOT_PRINTABLE_ASCII).explode().drop_nulls().unique()
+        escapes = [json.dumps(c)[1:-1] for c in chars.to_list()]
+        fixed = subset.str.replace_many(chars.to_list(), escapes)
+        encoded = encoded.scatter(odd.arg_true(), fixed)
+    return encoded.cast(pl.Binary).to_list()
+
+
+def seal_contact_frame(key: bytes, cluster_id: str, extract_sha256: str,
+                       frame: pl.DataFrame) -> pl.DataFrame:
+    """The ``contacts`` rows (ciphertext only, ``SEALED_COLUMNS``) of a contact frame.
+
+    ``frame`` has one row per family: ``family_pid`` and the ``ContactRecord`` fields
+    (``do_not_contact`` Boolean, never missing). The same format as ``encrypt_contact``: one
+    AESGCM object, a fresh random nonce per row, sealed a slice at a time (few Python objects).
+    """
+    seal = AESGCM(key).encrypt
+    prefix = f"{cluster_id}:".encode()
+    nonces: list[pl.Series] = []
+    sealed: list[pl.Series] = []
+    for part in frame.iter_slices(_SEAL_SLICE):
+        pids = part.get_column("family_pid").cast(pl.String).cast(pl.Binary).to_list()
+        random_bytes = os.urandom(NONCE_BYTES * part.height)
+        part_nonces = [random_bytes[i:i + NONCE_BYTES]
+                       for i in range(0, len(random_bytes), NONCE_BYTES)]
+        texts = _plaintexts(part)
+        sealed.append(pl.Series([seal(nonce, text, prefix + pid) for nonce, text, pid
+                                 in zip(part_nonces, texts, pids, strict=True)], dtype=pl.Binary))
+        nonces.append(pl.Series(part_nonces, dtype=pl.Binary))
+    empty = pl.Series([], dtype=pl.Binary)
+    return pl.DataFrame({
+        "family_pid": frame.get_column("family_pid").cast(pl.String),
+        "nonce": (pl.concat(nonces) if nonces else empty).bin.encode("base64"),
+        "ciphertext": (pl.concat(sealed) if sealed else empty).bin.encode("base64"),
+    }).select(
+        pl.lit(cluster_id, dtype=pl.String).alias("cluster_id"),
+        "family_pid",
+        pl.lit(key_id(key), dtype=pl.String).alias("key_id"),
+        "nonce",
+        "ciphertext",
+        pl.lit(extract_sha256, dtype=pl.String).alias("extract_sha256"),
+    )
 
 
 def load_contacts(conn: Connection, key: bytes, cluster_id: str,

@@ -11,16 +11,21 @@ Failed with that line as its state message.
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import ctypes
 import fcntl
 import logging
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Callable
-from typing import Any, ParamSpec, TypeVar
+from dataclasses import dataclass
+from types import SimpleNamespace
+from typing import IO, Any, ParamSpec, TypeVar
 
 from prefect import Task
 from prefect.cache_policies import NO_CACHE
@@ -121,12 +126,87 @@ def uvicorn_command_dying_with_parent(server: Any) -> subprocess.Popen[Any]:
     )
 
 
-def start_ephemeral_server() -> None:
+@dataclass
+class LaunchedServer:
+    """An ephemeral server process started early (``launch_ephemeral_server``), not yet waited for."""
+
+    port: int
+    process: subprocess.Popen[Any]
+    lock: IO[str]  # the PREFECT_HOME start lock, held until the server answers
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _start_lock() -> IO[str]:
+    """The PREFECT_HOME start lock, taken: concurrent first starts would migrate one fresh database at once."""
+    from prefect.settings import PREFECT_HOME
+
+    home = PREFECT_HOME.value()
+    home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    lock = (home / ".server-start.lock").open("a")
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    return lock
+
+
+def _release(lock: IO[str]) -> None:
+    fcntl.flock(lock, fcntl.LOCK_UN)
+    lock.close()
+
+
+def launch_ephemeral_server() -> LaunchedServer | None:
+    """Start the ephemeral server's process now and return without waiting for it (None: not needed).
+
+    The server takes seconds to boot; started first, it boots while this process imports the
+    pipeline and opens the store. ``start_ephemeral_server(launched)`` then adopts it. Not needed
+    when PREFECT_API_URL names a server or a server is already registered in this process (tests).
+    Call from the main thread (see PDEATHSIG).
+    """
+    from prefect.settings import PREFECT_API_URL
+
+    if PREFECT_API_URL.value():
+        return None
+    registered = sys.modules.get("prefect.server.api.server")
+    if registered is not None and registered.SubprocessASGIServer._instances.get(None) is not None:
+        return None
+    lock = _start_lock()
+    try:
+        port = _free_port()
+        process = uvicorn_command_dying_with_parent(SimpleNamespace(port=port))
+    except BaseException:
+        _release(lock)
+        raise
+    launched = LaunchedServer(port, process, lock)
+    atexit.register(discard_unadopted, launched)
+    return launched
+
+
+def discard_unadopted(launched: LaunchedServer) -> None:
+    """Stop a launched server that was never adopted (the command failed before its flow); else nothing."""
+    if launched.port in _ADOPTED:
+        return
+    if launched.process.poll() is None:
+        launched.process.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            launched.process.wait(timeout=10)
+    if not launched.lock.closed:
+        _release(launched.lock)
+
+
+_ADOPTED: set[int] = set()
+
+
+def start_ephemeral_server(launched: LaunchedServer | None = None) -> None:
     """Without PREFECT_API_URL, start Prefect's ephemeral server now, in this thread, so it dies with us.
 
     The server is registered under Prefect's default key (``SubprocessASGIServer._instances[None]``,
     as ``prefect_test_harness`` does), so every client of this process finds it instead of starting
-    another; Prefect still stops it at a normal exit. Call from the main thread (see PDEATHSIG).
+    another; Prefect still stops it at a normal exit. ``launched`` (``launch_ephemeral_server``) is
+    a process started earlier: it is adopted and waited for instead of starting another. Call from
+    the main thread (see PDEATHSIG).
     """
     from prefect.settings import PREFECT_API_URL
 
@@ -134,26 +214,27 @@ def start_ephemeral_server() -> None:
         return
     from prefect.server.api.server import SubprocessASGIServer
 
+    early = {launched.port: launched.process} if launched is not None else {}
+
     class DyingWithParent(SubprocessASGIServer):
         def _run_uvicorn_command(self) -> subprocess.Popen[Any]:
-            return uvicorn_command_dying_with_parent(self)
+            process = early.pop(self.port, None) if self.port is not None else None
+            return process if process is not None else uvicorn_command_dying_with_parent(self)
 
     current = SubprocessASGIServer._instances.get(None)
     if current is None or not current.running:
         SubprocessASGIServer._instances.pop(None, None)
         current = DyingWithParent()  # __new__ registers it under the None key
-    # Commands sharing one PREFECT_HOME start their servers one at a time: concurrent first
-    # starts would migrate the same fresh Prefect database at once and one server would die.
-    from prefect.settings import PREFECT_HOME
-
-    home = PREFECT_HOME.value()
-    home.mkdir(mode=0o700, parents=True, exist_ok=True)
-    with (home / ".server-start.lock").open("a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            current.start()
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+        if launched is not None:
+            current.port = launched.port
+            _ADOPTED.add(launched.port)
+    lock = launched.lock if launched is not None else _start_lock()
+    try:
+        current.start()
+    finally:
+        _release(lock)
+        for process in early.values():  # not adopted (a server was already running): stop it
+            process.terminate()
 
 
 def stage_task(name: str, *, retries: int = 0, **options: Any) -> Callable[[Callable[P, R]], Task[P, R]]:

@@ -1,17 +1,30 @@
-"""Load one extract into the analysis store in ONE transaction.
+"""Load one extract into the analysis store in ONE transaction, set-wise.
 
-Rows go in with SQLAlchemy Core executemany (SQLite) or psycopg ``COPY`` (PostgreSQL), both
-inside the same transaction. The analysis tables' INSERT and COPY statements are generated from
-``schemas.columns.ANALYSIS_COLUMNS`` (itself derived from the rules table), so a column change
-is one edit there: only those fixed, checked identifiers are formatted into SQL, every value is
-a bind parameter. Every other statement is a named query in ``sql/queries``.
+Rows go in sorted by primary key (pseudonyms are random hex: sorted, each B-tree insert is an
+append next to the previous one) with executemany at the driver level (SQLite) or ``COPY ... FROM
+STDIN`` of polars-written CSV (PostgreSQL), both inside the same transaction. The analysis tables'
+INSERT and COPY statements are generated from ``schemas.columns.ANALYSIS_COLUMNS`` (itself derived
+from the rules table), so a column change is one edit there: only those fixed, checked identifiers
+are formatted into SQL, every value is a bind parameter or COPY data. Every other statement is a
+named query in ``sql/queries``.
 
 Inside the transaction, in order: claim the extract (its row in ``extracts``; the primary key
 (cluster_id, sha256) makes a second, concurrent ingest of the same file fail here, which is
-reported as a duplicate), delete the rows a later extract replaces (same pseudonymised keys),
-insert the analysis tables, the contact store's ciphertexts, the quarantined rows' keys and
-reasons, the raw file's retention entry and the audit event; finally move the still-encrypted
-file into ``HOME/raw``. Any error rolls everything back and puts the file back where it was.
+reported as a duplicate); delete, set-wise, the rows a later extract replaces (this extract's keys
+go into the temporary table ``ingest_keys``; one DELETE per table removes the re-sent rows and
+every row below a re-sent family or episode, children first); insert the analysis tables, the
+contact store's ciphertexts, the quarantined rows' keys and reasons, the raw file's retention
+entry and the audit event; finally move the still-encrypted file into ``HOME/raw``. Any error rolls
+everything back and puts the file back where it was.
+
+On SQLite the load connection runs with ``PRAGMA foreign_keys=OFF`` (set before BEGIN, since it
+cannot change inside a transaction) and a page cache sized from the extract: per-row foreign-key
+lookups are what made the load slow. Integrity is then proved set-wise before commit: one
+anti-join per foreign key over the cluster's rows (``ingest_orphans``); any orphan raises and
+the whole load rolls back. Both pragmas are restored after the load, failed or not, and a
+connection whose pragmas cannot be restored is invalidated, so every other connection (withdrawal,
+retention: they rely on ON DELETE CASCADE) keeps foreign keys on. PostgreSQL keeps its foreign-key
+triggers (switching them off needs a superuser or table locks).
 """
 
 from __future__ import annotations
@@ -21,7 +34,8 @@ import os
 import re
 import stat
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cached_property
@@ -31,13 +45,13 @@ from typing import Any
 
 import polars as pl
 from sqlalchemy import Connection, Engine, text
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 from sqlalchemy.sql.elements import TextClause
 
-from schemas.codes import CHILDREN, EPISODES, FAMILIES, SPECIALIST_REFERRALS
-from schemas.columns import ANALYSIS_COLUMNS, KEYS, pseudonym_column
+from schemas.codes import CHILDREN, EPISODES, FAMILIES, GOALS, SPECIALIST_REFERRALS
+from schemas.columns import ANALYSIS_COLUMNS, EPISODE_ISSUES, EPISODE_SERVICES
 from tasks.core.audit import AuditValue, append_audit
-from tasks.core.contacts import ContactRecord, seal_contacts
+from tasks.core.contacts import ContactRecord, seal_contact_frame, seal_contacts
 from tasks.core.db import query
 from tasks.core.errors import UserFacingError
 from tasks.ingest.transform import AnalysisTables
@@ -47,6 +61,12 @@ RAW_FILE_MODE = 0o600  # the kept encrypted extract and its sidecar: owner only
 CONTACT_COLUMNS = ("cluster_id", "family_pid", "key_id", "nonce", "ciphertext", "extract_sha256")
 INGESTED = "ingested"
 BATCH_ROWS = 50_000
+CONTACTS = "contacts"
+# The load connection's SQLite page cache: about this many bytes per row loaded, within bounds
+# (the default 2 MiB makes every random index insert a read at a million families).
+CACHE_BYTES_PER_ROW = 160
+CACHE_MIN_KIB = 2_048
+CACHE_MAX_KIB = 512 * 1024
 
 _IDENTIFIER = re.compile(r"^[a-z][a-z0-9_]*$")
 # Columns an analysis row gets from the load itself rather than from the extract.
@@ -92,16 +112,30 @@ INSERTS: dict[str, Insert] = {
     table: Insert(table, (*LOAD_COLUMNS[table], *columns))
     for table, columns in ANALYSIS_COLUMNS.items()
 }
-# Rows a later extract replaces: (table, key column, existing keys query, delete statement),
-# children first. Deleting an episode or family cascades to its own rows (goals, ...).
-REPLACES: tuple[tuple[str, str, str, str], ...] = tuple(
-    (table, pseudonym_column(KEYS[table][0]), existing, delete)
-    for table, existing, delete in (
-        (SPECIALIST_REFERRALS, "ingest_existing_referrals", "ingest_delete_referral"),
-        (EPISODES, "ingest_existing_episodes", "ingest_delete_episode"),
-        (CHILDREN, "ingest_existing_children", "ingest_delete_child"),
-        (FAMILIES, "ingest_existing_families", "ingest_delete_family"),
-    )
+# Each analysis table's primary key after cluster_id: the order its rows are inserted in.
+PRIMARY_KEYS: dict[str, tuple[str, ...]] = {
+    FAMILIES: ("family_pid",),
+    CHILDREN: ("child_pid",),
+    EPISODES: ("episode_pid",),
+    EPISODE_ISSUES: ("episode_pid", "issue"),
+    EPISODE_SERVICES: ("episode_pid", "service"),
+    GOALS: ("episode_pid", "goal_number"),
+    SPECIALIST_REFERRALS: ("referral_pid",),
+}
+# Tables whose re-sent keys replace stored rows (the key kind in ingest_keys is the table name).
+REPLACEABLE: tuple[str, ...] = (FAMILIES, CHILDREN, EPISODES, SPECIALIST_REFERRALS)
+# Replacement, set-wise and children first, so nothing relies on ON DELETE CASCADE (off on the
+# SQLite load connection): first the episodes to delete (re-sent, or of a re-sent family), then
+# every row below them, then the re-sent children, episodes and families. Every foreign key of the
+# schema that points at families or episodes has its delete here (tests/test_load_scale.py).
+REPLACE_EPISODES: tuple[str, ...] = (
+    "ingest_replaced_episodes_by_key", "ingest_replaced_episodes_by_family")
+REPLACE_DELETES: tuple[str, ...] = (
+    "ingest_replace_goals_by_episode", "ingest_replace_episode_issues_by_episode",
+    "ingest_replace_episode_services_by_episode", "ingest_replace_specialist_referrals_by_episode",
+    "ingest_replace_specialist_referrals_by_key", "ingest_replace_episodes",
+    "ingest_replace_children_by_key", "ingest_replace_children_by_family",
+    "ingest_replace_families",
 )
 
 
@@ -157,13 +191,20 @@ def _now() -> str:
 
 
 def _copy_frame(conn: Connection, sql: str, names: list[str], df: pl.DataFrame) -> None:
-    """Stream a frame's columns into ``COPY ... FROM STDIN`` on the psycopg connection."""
+    """Stream a frame's columns as CSV into ``COPY ... FROM STDIN`` on the psycopg connection.
+
+    polars writes the CSV (no Python object per value); a missing value is an unquoted empty
+    field (NULL in COPY's CSV format) and an empty string a quoted one.
+    """
     driver = conn.connection.driver_connection
     if driver is None:  # the connection was closed under us
         raise SQLAlchemyError("the database connection is closed")
-    with driver.cursor() as cursor, cursor.copy(sql) as stream:
-        for row in df.select(names).iter_rows():
-            stream.write_row(row)
+    try:
+        with driver.cursor() as cursor, cursor.copy(f"{sql} WITH (FORMAT csv)") as stream:
+            for batch in df.select(names).iter_slices(BATCH_ROWS):
+                stream.write(batch.write_csv(include_header=False).encode("utf-8"))
+    except conn.dialect.loaded_dbapi.Error as exc:  # as SQLAlchemy wraps it for executemany
+        raise DBAPIError(sql, None, exc) from None
 
 
 def _execute_frame(conn: Connection, statement: Statement, df: pl.DataFrame,
@@ -189,11 +230,114 @@ def _execute_frame(conn: Connection, statement: Statement, df: pl.DataFrame,
         conn.exec_driver_sql(compiled.string, params)
 
 
-def _replaced_keys(conn: Connection, cluster: str, existing: str, keys: pl.Series) -> pl.DataFrame:
-    """The keys of this extract that are already in the store (their rows get replaced)."""
-    stored = pl.Series([row.pid for row in conn.execute(query(existing), {"cluster_id": cluster})],
-                       dtype=pl.String)
-    return keys.filter(keys.is_in(stored.implode())).to_frame()
+def sorted_rows(table: str, df: pl.DataFrame) -> pl.DataFrame:
+    """A table's rows in primary-key order (byte order: SQLite's BINARY, PostgreSQL's "C")."""
+    return df.sort(list(PRIMARY_KEYS[table]))
+
+
+def _stage_keys(conn: Connection, kind: str, keys: pl.Series) -> None:
+    """Put this extract's keys of one kind into the temporary table ``ingest_keys``."""
+    frame = keys.unique().sort().rename("pid").to_frame().with_columns(pl.lit(kind).alias("kind"))
+    _execute_frame(conn, "ingest_keys_insert", frame, {})
+
+
+def _stored(conn: Connection, cluster: str) -> dict[str, bool]:
+    """Which replaceable tables (and the contact store) hold rows of this cluster."""
+    row = conn.execute(query("ingest_stored_counts"), {"cluster_id": cluster}).one()
+    return {name: bool(found) for name, found in row._mapping.items()}
+
+
+def replace_rows(conn: Connection, cluster: str, tables: Mapping[str, pl.DataFrame],
+                 contact_pids: pl.Series) -> None:
+    """Delete, set-wise, every stored row this extract replaces (see ``REPLACE_DELETES``)."""
+    stored = _stored(conn, cluster)
+    if not any(stored.values()):  # a cluster's first extract: nothing to replace
+        return
+    conn.execute(query("ingest_keys_create"))
+    conn.execute(query("ingest_keys_clear"))
+    for table in REPLACEABLE:
+        if stored[table] or (table == FAMILIES and stored[EPISODES]):
+            _stage_keys(conn, table, tables[table].get_column(PRIMARY_KEYS[table][0]))
+    if stored[CONTACTS]:
+        _stage_keys(conn, CONTACTS, contact_pids)
+    on_cluster = {"cluster_id": cluster}
+    for statement in (*REPLACE_EPISODES, *REPLACE_DELETES):
+        conn.execute(query(statement), on_cluster)
+    if stored[CONTACTS]:
+        conn.execute(query("ingest_replace_contacts"), on_cluster)
+    conn.execute(query("ingest_keys_clear"))
+
+
+class OrphanRows(UserFacingError):
+    """The load would leave rows without their parent row; nothing was stored."""
+
+
+def check_foreign_keys(conn: Connection, cluster: str) -> None:
+    """Prove every foreign key of the cluster's analysis rows set-wise; OrphanRows if one fails."""
+    found = [row.table_name for row in conn.execute(query("ingest_orphans"), {"cluster_id": cluster})
+             if row.orphans]
+    if found:
+        raise OrphanRows(
+            f"the load would leave rows of {', '.join(found)} without their parent row; nothing "
+            "was stored and the file was left where it was; check the extract and run the ingest again")
+
+
+def _cache_kib(rows: int) -> int:
+    return max(CACHE_MIN_KIB, min(CACHE_MAX_KIB, rows * CACHE_BYTES_PER_ROW // 1024))
+
+
+@contextmanager
+def bulk_connection(engine: Engine, rows: int) -> Iterator[tuple[Connection, bool]]:
+    """A connection for one bulk load, and whether the database enforces its foreign keys.
+
+    SQLite: foreign keys off and a page cache sized for ``rows`` (both set before BEGIN, as
+    ``PRAGMA foreign_keys`` is a no-op inside a transaction); the caller then proves the keys
+    with ``check_foreign_keys`` before commit. Both pragmas are put back afterwards, failed or
+    not; a connection on which they cannot be put back is invalidated (closed, never reused).
+    """
+    with engine.connect() as conn:
+        if conn.dialect.name != "sqlite":
+            yield conn, True
+            return
+        driver = conn.connection.driver_connection
+        if driver is None:
+            raise SQLAlchemyError("the database connection is closed")
+        saved_keys = driver.execute("PRAGMA foreign_keys").fetchone()[0]
+        saved_cache = driver.execute("PRAGMA cache_size").fetchone()[0]
+        try:
+            # Numbers computed here, not values from the extract (PRAGMA takes no parameters).
+            driver.execute(f"PRAGMA cache_size = {-_cache_kib(rows):d}")
+            driver.execute("PRAGMA foreign_keys = OFF")
+            enforced = driver.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+            yield conn, enforced
+        finally:
+            _restore_pragmas(conn, int(saved_keys), int(saved_cache))
+
+
+def _restore_pragmas(conn: Connection, foreign_keys: int, cache_size: int) -> None:
+    driver = conn.connection.driver_connection
+    try:
+        if driver is None or driver.in_transaction:
+            raise SQLAlchemyError("the load connection is still inside a transaction")
+        driver.execute(f"PRAGMA foreign_keys = {foreign_keys:d}")
+        driver.execute(f"PRAGMA cache_size = {cache_size:d}")
+        restored = (driver.execute("PRAGMA foreign_keys").fetchone()[0],
+                    driver.execute("PRAGMA cache_size").fetchone()[0])
+        if restored != (foreign_keys, cache_size):
+            raise SQLAlchemyError("the load connection's pragmas could not be restored")
+    except Exception:
+        conn.invalidate()  # never hand a connection with foreign keys off back to the pool
+
+
+def sealed_contacts(key: bytes, cluster: str, extract_sha256: str,
+                    contacts: pl.DataFrame | Mapping[str, ContactRecord]) -> pl.DataFrame:
+    """The ``contacts`` rows (ciphertexts only) for a frame or a mapping of contact records."""
+    if isinstance(contacts, pl.DataFrame):
+        return seal_contact_frame(key, cluster, extract_sha256, contacts).select(
+            CONTACT_COLUMNS).sort("family_pid")
+    sealed = pl.DataFrame(seal_contacts(key, cluster, extract_sha256, contacts),
+                          schema=dict.fromkeys(CONTACT_COLUMNS, pl.String))
+    return sealed.sort("family_pid")
 
 
 class MoveFailed(UserFacingError):
@@ -275,13 +419,16 @@ def undo_moves(moves: list[Moved]) -> None:
 
 
 def load_extract(engine: Engine, cluster: str, extract: ExtractFile, analysis: AnalysisTables,
-                 contacts: Mapping[str, ContactRecord], contact_key: bytes,
+                 contacts: pl.DataFrame | Mapping[str, ContactRecord], contact_key: bytes,
                  failures: pl.DataFrame, audit: Mapping[str, AuditValue],
                  flow_run_id: str | None = None) -> bool:
     """Load everything in one transaction; False when the extract was already ingested."""
+    tables = {table: sorted_rows(table, analysis.tables[table]) for table in INSERTS}
+    sealed = sealed_contacts(contact_key, cluster, extract.sha256, contacts)
+    rows = sum(df.height for df in tables.values()) + sealed.height
     moves: list[Moved] = []
     try:
-        with engine.begin() as conn:
+        with bulk_connection(engine, rows) as (conn, enforced), conn.begin():
             try:
                 conn.execute(query("ingest_insert_extract"), {
                     "cluster_id": cluster, "sha256": extract.sha256,
@@ -291,15 +438,14 @@ def load_extract(engine: Engine, cluster: str, extract: ExtractFile, analysis: A
             except IntegrityError:
                 raise AlreadyIngested from None
             on_cluster = {"cluster_id": cluster}
-            for table, column, existing, delete in REPLACES:
-                keys = analysis.tables[table].get_column(column)
-                _execute_frame(conn, delete, _replaced_keys(conn, cluster, existing, keys),
-                               on_cluster)
+            replace_rows(conn, cluster, tables, sealed.get_column("family_pid"))
             from_load = {**on_cluster, "extract_sha256": extract.sha256}
             for table, insert in INSERTS.items():
                 constants = {name: from_load[name] for name in LOAD_COLUMNS[table]}
-                _execute_frame(conn, insert, analysis.tables[table], constants)
-            store_contacts(conn, contact_key, cluster, extract.sha256, contacts)
+                _execute_frame(conn, insert, tables[table], constants)
+            _execute_frame(conn, "contacts_insert", sealed, {})
+            if not enforced:
+                check_foreign_keys(conn, cluster)
             quarantined = failures.select(
                 pl.col("table").alias("table_name"), "row_key",
                 pl.col("column").alias("column_name"), "rule", "reason")
@@ -333,13 +479,15 @@ def load_extract(engine: Engine, cluster: str, extract: ExtractFile, analysis: A
 
 
 def store_contacts(conn: Connection, key: bytes, cluster: str, extract_sha256: str,
-                   records: Mapping[str, ContactRecord]) -> int:
+                   records: pl.DataFrame | Mapping[str, ContactRecord]) -> int:
     """Seal the families' contact records and replace their stored ones in the caller's transaction."""
-    sealed = pl.DataFrame(seal_contacts(key, cluster, extract_sha256, records),
-                          schema=dict.fromkeys(CONTACT_COLUMNS, pl.String))
-    _execute_frame(conn, "contacts_delete_family",
-                   _replaced_keys(conn, cluster, "ingest_existing_contacts", sealed.get_column("family_pid")),
-                   {"cluster_id": cluster})
+    sealed = sealed_contacts(key, cluster, extract_sha256, records)
+    if _stored(conn, cluster)[CONTACTS]:
+        conn.execute(query("ingest_keys_create"))
+        conn.execute(query("ingest_keys_clear"))
+        _stage_keys(conn, CONTACTS, sealed.get_column("family_pid"))
+        conn.execute(query("ingest_replace_contacts"), {"cluster_id": cluster})
+        conn.execute(query("ingest_keys_clear"))
     _execute_frame(conn, "contacts_insert", sealed, {})
     return sealed.height
 

@@ -200,13 +200,16 @@ def decrypt(checked: CheckedFile, secrets: IngestSecrets, limits: ArchiveLimits)
 
 
 def read(extract: Extract, file_name: str) -> RawTables:
-    """Read the members into one raw frame per table (tasks.ingest.reader)."""
-    return read_tables(extract.members, file_name)
+    """Read the members into one raw frame per table (tasks.ingest.reader), consuming them."""
+    return read_tables(extract.members, file_name, consume=True)
 
 
 def validate(raw: RawTables, window_start: date, window_end: date) -> ValidatedTables:
-    """Validate every table lazily; failures are collected as data (tasks.ingest.validate)."""
-    return validate_tables(raw, window_start=window_start, window_end=window_end)
+    """Validate every table lazily; failures are collected as data (tasks.ingest.validate).
+
+    The raw frames are consumed (dropped as they are typed): only counts and extra columns remain.
+    """
+    return validate_tables(raw, window_start=window_start, window_end=window_end, consume=True)
 
 
 def check_bad_rows(validated: ValidatedTables, max_fraction: float, file_name: str) -> None:
@@ -223,8 +226,11 @@ def check_bad_rows(validated: ValidatedTables, max_fraction: float, file_name: s
 
 
 def pseudonymise(validated: ValidatedTables, key: bytes, cluster: str) -> PseudonymisedTables:
-    """Replace source ids by keyed pseudonyms; split contact details off the families."""
-    return pseudonymise_tables(validated.tables, validated.failures, key, cluster)
+    """Replace source ids by keyed pseudonyms; split contact details off the families.
+
+    The validated tables are consumed (each dropped once pseudonymised).
+    """
+    return pseudonymise_tables(validated.tables, validated.failures, key, cluster, consume=True)
 
 
 def transform(pseudonymised: PseudonymisedTables, window_start: date, window_end: date
@@ -425,18 +431,25 @@ def ingest_file(path: Path, runtime: Runtime, secrets: IngestSecrets, *,
             raise checked.refusal
         if checked.duplicate:
             return _duplicate(runtime, checked.sha256)
+        # Each stage's input is dropped once the next stage has what it needs: memory is bounded
+        # by the largest step, not the sum of copies (tables share their column buffers).
         extract = stage("decrypt", _guarded("decrypt", decrypt, rejected), checked, secrets, limits)
+        checked = replace(checked, data=b"")  # the encrypted bytes are not needed any more
         encryption = extract.encryption
-        progress.raw = stage("read", _guarded("read", read, rejected), extract, name)
+        raw = stage("read", _guarded("read", read, rejected), extract, name)
         del extract  # the plaintext members are not needed any more
-        progress.validated = stage("validate", _guarded("validate", validate, rejected),
-                                   progress.raw, *window)
-        progress.failures = progress.validated.failures.select(FAILURE_GROUP)  # no row keys
-        check_bad_rows(progress.validated, settings.ingest.max_bad_row_fraction, name)
+        progress.raw = replace(raw, frames={})  # the report needs counts and extra columns only
+        validated = stage("validate", _guarded("validate", validate, rejected), raw, *window)
+        del raw
+        progress.validated = replace(validated, tables={}, failures=validated.failures.clear())
+        progress.failures = validated.failures.select(FAILURE_GROUP)  # no row keys
+        check_bad_rows(validated, settings.ingest.max_bad_row_fraction, name)
         pseudonymised = stage("pseudonymise", _guarded("pseudonymise", pseudonymise, rejected),
-                              progress.validated, secrets.pseudonym_key, cluster)
+                              validated, secrets.pseudonym_key, cluster)
+        del validated
         analysis = stage("transform", _guarded("transform", transform, rejected),
                          pseudonymised, *window)
+        pseudonymised = replace(pseudonymised, tables={})  # the load needs contacts and failures
         progress.outside_window = analysis.outside_window
         counts = progress.counts(analysis)
         target = ExtractFile(source=path, raw_path=home.raw / f"{checked.sha256[:12]}-{name}",

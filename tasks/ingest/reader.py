@@ -3,7 +3,11 @@
 The members are either exactly one ``.xlsx`` workbook (one sheet per table, sheet names
 exact) or one ``<table>.csv`` per table; anything else is refused as a whole. CSV encoding is
 detected from the bytes (UTF-8 with or without BOM, else Windows-1252); line endings may be
-CRLF, LF or CR, even mixed in one file (all read as LF). Headers match the spec
+CRLF, LF or CR, even mixed in one file (all read as LF).
+
+polars parses the member's bytes directly: UTF-8 is checked in chunks without decoding the
+file into a string, only a Windows-1252 file is re-encoded, and line endings are rewritten (on
+bytes) only when the file holds a carriage return. Headers match the spec
 columns case-insensitively, trimmed, spaces and underscores alike. Every kept cell is text,
 trimmed, empty = missing; native Excel dates come back as ``YYYY-MM-DD``. Columns that are
 never read (free text, child_name) are dropped while parsing. Nothing touches the disk, and no
@@ -12,8 +16,9 @@ error message quotes a cell value.
 
 from __future__ import annotations
 
+import codecs
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 
 import fastexcel
@@ -24,6 +29,9 @@ from schemas.columns import READ_COLUMNS, REQUIRED_COLUMNS, ROW, TABLE_COLUMNS, 
 from tasks.core.errors import InputRejected
 
 _BOM = b"\xef\xbb\xbf"
+_CHUNK = 1 << 20  # UTF-8 is checked a chunk at a time: no copy of the whole file
+_HEADER_PROBE = 1 << 16  # the header row is parsed from the first bytes only (when they hold it)
+_LEADING_SPACE = re.compile(rb"[\t-\r\x1c-\x20]*")  # the ASCII characters str.isspace() accepts
 # A native Excel date or date-time cell read as text ("2021-03-04 00:00:00").
 _EXCEL_DATETIME = r"^(\d{4}-\d{2}-\d{2})[ T]\d{2}:\d{2}:\d{2}(?:\.\d+)?$"
 
@@ -49,11 +57,23 @@ def detect_encoding(data: bytes) -> str:
     """The codec of CSV bytes: 'utf-8-sig' (BOM), 'utf-8' if valid, else 'cp1252'."""
     if data.startswith(_BOM):
         return "utf-8-sig"
+    return "utf-8" if _is_utf8(data) else "cp1252"
+
+
+def _is_utf8(data: bytes) -> bool:
+    """Whether ``data`` is valid UTF-8, checked chunk by chunk (ASCII chunks are not decoded)."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    view = memoryview(data)
     try:
-        data.decode("utf-8")
+        for start in range(0, len(data), _CHUNK):
+            chunk = view[start:start + _CHUNK]
+            if not decoder.getstate()[0] and chunk.tobytes().isascii():
+                continue
+            decoder.decode(chunk)
+        decoder.decode(b"", final=True)
     except UnicodeDecodeError:
-        return "cp1252"
-    return "utf-8"
+        return False
+    return True
 
 
 def normalise_line_endings(text: str) -> str:
@@ -61,8 +81,40 @@ def normalise_line_endings(text: str) -> str:
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
-def read_tables(members: Mapping[str, bytes], file_name: str) -> RawTables:
-    """Read the five tables from the archive members, or raise InputRejected naming the file."""
+def _utf8_lf(data: bytes, encoding: str) -> bytes:
+    """The CSV as UTF-8 bytes with LF line ends (the same bytes when nothing needs changing).
+
+    A UTF-8 BOM stays: polars skips it. Both encodings keep CR and LF as single bytes, so the
+    line ends are rewritten on bytes.
+    """
+    if encoding == "cp1252":
+        data = data.decode("cp1252").encode("utf-8")
+    if b"\r" in data:
+        data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+    return data
+
+
+def _is_blank(utf8: bytes) -> bool:
+    """Whether the UTF-8 text holds nothing but white space (as ``str.strip`` sees it)."""
+    start = len(_BOM) if utf8.startswith(_BOM) else 0
+    end = _LEADING_SPACE.match(utf8, start)
+    stop = end.end() if end else start
+    if stop == len(utf8):
+        return True
+    if utf8[stop] < 0x80:
+        return False
+    if utf8[stop:stop + 64].decode("utf-8", "ignore").strip():  # a non-ASCII character first
+        return False
+    return not utf8[start:].decode("utf-8").strip()  # rare: non-ASCII spaces first
+
+
+def read_tables(members: Mapping[str, bytes], file_name: str, *, consume: bool = False
+                ) -> RawTables:
+    """Read the five tables from the archive members, or raise InputRejected naming the file.
+
+    ``consume=True`` (the pipeline) takes each CSV member out of ``members`` (which must then be
+    mutable) once it is read, so the plaintext bytes and the frames never all coexist.
+    """
     if not members:
         raise InputRejected("the archive holds no tables; send one workbook or one CSV per table",
                             file=file_name)
@@ -95,9 +147,14 @@ def read_tables(members: Mapping[str, bytes], file_name: str) -> RawTables:
         if table not in csvs:
             raise InputRejected(f"{table}.csv is missing from the archive", file=file_name,
                                 table=table)
-        data = members[csvs[table]]
+        if consume:
+            assert isinstance(members, MutableMapping)
+            data = members.pop(csvs[table])
+        else:
+            data = members[csvs[table]]
         encodings[table] = detect_encoding(data)
         frames[table], extras[table] = _read_csv(data, encodings[table], file_name, table)
+        del data
         rows[table] = frames[table].height
     return RawTables(frames, extras, rows, "csv", encodings)
 
@@ -142,21 +199,16 @@ def _read_csv(data: bytes, encoding: str, file_name: str,
         raise InputRejected("the CSV is UTF-16 or binary; save it as CSV (UTF-8 or Windows)",
                             file=file_name, table=table)
     try:
-        text = data.decode(encoding)
+        utf8 = _utf8_lf(data, encoding)
     except UnicodeDecodeError:
         raise InputRejected("the CSV is neither UTF-8 nor Windows-1252 text", file=file_name,
                             table=table) from None
-    if "\r" in text:
-        text = normalise_line_endings(text)
-        utf8 = text.encode("utf-8")
-    else:
-        utf8 = text.encode("utf-8") if encoding != "utf-8" else data
-    if not text.strip():
+    del data
+    if _is_blank(utf8):
         raise InputRejected("the CSV is empty: it needs a header row", file=file_name,
                             table=table)
     try:
-        first = pl.read_csv(utf8, has_header=False, n_rows=1, infer_schema=False)
-        header = list(first.row(0))
+        header = _header_row(utf8)
         if len(header) == 1 and any(sep in (header[0] or "") for sep in (";", "\t", "|")):
             raise InputRejected("the CSV is not comma separated", file=file_name, table=table)
         indices, names, extras = _match_header(header, file_name, table)
@@ -168,8 +220,22 @@ def _read_csv(data: bytes, encoding: str, file_name: str,
         raise InputRejected(
             "the CSV cannot be read: it must be comma separated, quoted with \", one header row "
             "and no row longer than the header", file=file_name, table=table) from None
+    del utf8
     frame.columns = names
     return _finish(frame, table), extras
+
+
+def _header_row(utf8: bytes) -> list[str | None]:
+    """The first row's cells, parsed from the first bytes when a line end follows the row."""
+    probe = utf8[:_HEADER_PROBE]
+    if len(probe) < len(utf8):
+        # A line end with an even number of quotes before it closes the header row.
+        end = probe.find(b"\n")
+        while end >= 0 and probe.count(b'"', 0, end) % 2:
+            end = probe.find(b"\n", end + 1)
+        probe = probe[:end + 1] if end >= 0 else utf8
+    first = pl.read_csv(probe, has_header=False, n_rows=1, infer_schema=False)
+    return list(first.row(0))
 
 
 def _match_header(header: Sequence[str | None], file_name: str,
@@ -207,8 +273,11 @@ def _match_header(header: Sequence[str | None], file_name: str,
 def _finish(frame: pl.DataFrame, table: str) -> pl.DataFrame:
     """Trim, empty to missing, number the rows, drop blank rows, spec column order."""
     columns = list(READ_COLUMNS[table])
-    cleaned = frame.select(
-        pl.col(c).cast(pl.String).str.strip_chars().replace("", None) for c in columns
-    ).with_row_index(ROW, offset=1)
-    cleaned = cleaned.with_columns(pl.col(ROW).cast(pl.Int64))
-    return cleaned.filter(~pl.all_horizontal(pl.col(c).is_null() for c in columns))
+    return (
+        frame.lazy()
+        .select(pl.col(c).cast(pl.String).str.strip_chars().replace("", None) for c in columns)
+        .with_row_index(ROW, offset=1)
+        .with_columns(pl.col(ROW).cast(pl.Int64))
+        .filter(~pl.all_horizontal(pl.col(c).is_null() for c in columns))
+        .collect()
+    )

@@ -78,6 +78,7 @@ YEAR_RANGE = (1900, 2100)  # a date outside these years is a typing slip, not a 
 _SHAPE_REASONS = {"uk_postcode": "not a UK postcode shape", "email": "not an e-mail address shape"}
 _PARENT_NOUN = {FAMILIES: "family", EPISODES: "episode"}
 _TABLE_ORDER = pl.Enum(list(TABLES))
+_PROBLEM = "\x00problem:"  # prefix of the type-problem columns while coercing (never a header)
 # Dates that must not be before the referral date of the row's episode: (column, rule, reason).
 AFTER_EPISODE_REFERRAL: dict[str, tuple[tuple[str, str, str], ...]] = {
     GOALS: (("latest_review_date", "review_after_referral",
@@ -100,16 +101,23 @@ class ValidatedTables:
     quarantined: dict[str, int]
 
 
-def validate_tables(raw: RawTables, *, window_start: date, window_end: date) -> ValidatedTables:
-    """Type and validate all five tables; failing rows (and their orphans) are set aside."""
+def validate_tables(raw: RawTables, *, window_start: date, window_end: date,
+                    consume: bool = False) -> ValidatedTables:
+    """Type and validate all five tables; failing rows (and their orphans) are set aside.
+
+    ``consume=True`` (the pipeline) drops each table's text frame from ``raw.frames`` once it
+    is typed, so the text and typed forms of all tables never coexist.
+    """
     for table in TABLES:
         RAW_MODELS[table].validate(raw.frames[table])  # a contract check on the reader, no data
-    typed: dict[str, pl.DataFrame] = {}
+    failed: dict[str, pl.DataFrame] = {}
     cells: dict[str, pl.DataFrame] = {}
     passing: dict[str, pl.DataFrame] = {}
     # Parents before children, and episodes before children (ages need valid episodes).
     for table in (FAMILIES, EPISODES, CHILDREN, GOALS, SPECIALIST_REFERRALS):
-        frame, type_failures = coerce_table(table, raw.frames[table])
+        text = raw.frames.pop(table) if consume else raw.frames[table]
+        frame, type_failures = coerce_table(table, text)
+        del text
         if table == CHILDREN:
             references = reference_referrals(passing[EPISODES], window_start, window_end)
             frame = with_age_at_referral(frame, references)
@@ -122,14 +130,16 @@ def validate_tables(raw: RawTables, *, window_start: date, window_end: date) -> 
         if table == GOALS:
             found.append(too_many_goals(frame))
         cells[table] = _tidy(pl.concat(found))
-        typed[table] = frame
-        passing[table] = frame.join(cells[table].select(ROW).unique(), on=ROW, how="anti")
+        failed[table] = _with_row_keys(table, frame, cells[table])
+        bad_rows = cells[table].get_column(ROW).unique()
+        passing[table] = (frame.filter(~pl.col(ROW).is_in(bad_rows.implode()))
+                          if bad_rows.len() else frame)
+        del frame
 
-    failures = pl.concat(
-        [_with_row_keys(table, typed[table], cells[table]) for table in TABLES]
-    ).sort(pl.col("table").cast(_TABLE_ORDER), "row", "column", "rule")
+    failures = pl.concat([failed[table] for table in TABLES]).sort(
+        pl.col("table").cast(_TABLE_ORDER), "row", "column", "rule")
     quarantined = {table: cells[table].get_column(ROW).n_unique() for table in TABLES}
-    tables = {table: passing[table].select(output_columns(table)) for table in TABLES}
+    tables = {table: passing.pop(table).select(output_columns(table)) for table in TABLES}
     return ValidatedTables(tables, failures, dict(raw.rows_read), quarantined)
 
 
@@ -145,27 +155,56 @@ def output_columns(table: str) -> list[str]:
 
 # --- 1. coercion ----------------------------------------------------------------------------
 def coerce_table(table: str, frame: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Type every read column by its kind; return the typed frame and the type failures."""
-    values: list[pl.Expr] = [pl.col(ROW)]
-    problems: dict[str, pl.Expr] = {}
-    for r in rules_for(table):
-        if r.action in NOT_READ:
-            continue
-        value, problem = _coerce(r.column, r.kind, r.codes)
-        values.append(value.alias(r.column))
-        if problem is not None:
-            problems[r.column] = problem
-    typed = frame.select(values)
-    if not problems:
-        return typed, _empty_cells()
-    reasons = frame.select(pl.col(ROW), *(p.alias(c) for c, p in problems.items()))
+    """Type every read column by its kind; return the typed frame and the type failures.
+
+    Values and problems are one lazy query, so what they share (a parsed date) is computed once.
+    Whole numbers and dates are first read by a plain form (a cast; an ISO date), which accepts a
+    subset of what the full rule accepts, with the same values; only a column where the plain
+    form leaves a value unread ("5.0", "+-5", a UK date, or a real error) is read again by the
+    full rule, which also gives the reasons.
+    """
+    read = [r for r in rules_for(table) if r.action not in NOT_READ]
+    exact = {r.column: _coerce(r.column, r.kind, r.codes) for r in read}
+    plain = {r.column: _plain_form(r.column, r.kind) for r in read}
+    first = {column: plain[column] or coerced for column, coerced in exact.items()}
+    both = _coerced(frame, first)
+    unread = [column for column, form in plain.items()
+              if form is not None and both.get_column(_PROBLEM + column).null_count() < both.height]
+    if unread:
+        both = both.with_columns(_coerced(frame, {c: exact[c] for c in unread}).drop(ROW))
+    typed_columns = [ROW, *exact]
+    typed = both.select(typed_columns)
     found = [
-        reasons.filter(pl.col(c).is_not_null()).select(
+        both.filter(pl.col(_PROBLEM + c).is_not_null()).select(
             pl.col(ROW), pl.lit(c).alias("column"), pl.lit("type").alias("rule"),
-            pl.col(c).alias("reason"))
-        for c in problems
+            pl.col(_PROBLEM + c).alias("reason"))
+        for c in exact if _PROBLEM + c in both.columns
     ]
-    return typed, pl.concat(found)
+    return typed, pl.concat(found).cast(_CELL_SCHEMA) if found else _empty_cells()
+
+
+def _coerced(frame: pl.DataFrame, coerced: dict[str, tuple[pl.Expr, pl.Expr | None]]
+             ) -> pl.DataFrame:
+    """``_row``, each typed column, then each column's type problem (one lazy query)."""
+    values = [value.alias(column) for column, (value, _) in coerced.items()]
+    problems = [problem.alias(_PROBLEM + column) for column, (_, problem) in coerced.items()
+                if problem is not None]
+    return frame.lazy().select(pl.col(ROW), *values, *problems).collect()
+
+
+def _plain_form(column: str, kind: str) -> tuple[pl.Expr, pl.Expr] | None:
+    """The cheap first reading of a whole number or date (None: no cheap form), and a
+    marker that is set where it read nothing from a value (the full rule then decides)."""
+    text = pl.col(column)
+    if kind == "integer":
+        value = text.cast(pl.Int64, strict=False)  # "5", "-5", "+5": as the full rule reads them
+    elif kind == "date":
+        iso = pl.when(text.str.contains(r"^\d{4}-\d{1,2}-\d{1,2}$")).then(
+            text.str.to_date("%Y-%m-%d", strict=False))
+        value = pl.when(iso.dt.year().is_between(*YEAR_RANGE)).then(iso)
+    else:
+        return None
+    return value, pl.when(text.is_not_null() & value.is_null()).then(pl.lit("unread"))
 
 
 def _coerce(column: str, kind: str, codes: str | None) -> tuple[pl.Expr, pl.Expr | None]:
@@ -282,7 +321,9 @@ def orphan_failures(table: str, typed: pl.DataFrame, parents: pl.DataFrame) -> p
 
 def too_many_goals(goals: pl.DataFrame) -> pl.DataFrame:
     """Goal rows after the third of their episode, in file order."""
-    ranked = goals.filter(pl.col("episode_id").is_not_null()).sort(ROW).with_columns(
+    busy = (goals.group_by("episode_id").len()
+            .filter(pl.col("episode_id").is_not_null() & (pl.col("len") > MAX_GOALS_PER_EPISODE)))
+    ranked = goals.join(busy.select("episode_id"), on="episode_id", how="semi").sort(ROW).with_columns(
         pl.int_range(pl.len()).over("episode_id").alias("_nth")
     )
     extra = ranked.filter(pl.col("_nth") >= MAX_GOALS_PER_EPISODE)
@@ -361,13 +402,13 @@ def _with_row_keys(table: str, typed: pl.DataFrame, cells: pl.DataFrame) -> pl.D
     key = ROW_KEY[table]
     duplicated = pl.struct(KEYS[table]).is_duplicated() if len(KEYS[table]) > 1 else (
         pl.col(key).is_duplicated())
-    keys = typed.select(
+    keys = typed.lazy().select(
         pl.col(ROW),
         pl.when(pl.col(key).is_null() | duplicated)
         .then(pl.format("row {}", pl.col(ROW)))
         .otherwise(pl.col(key)).alias("row_key"),
-    )
-    return cells.join(keys, on=ROW, how="left").select(
+    ).join(cells.lazy().select(ROW).unique(), on=ROW, how="semi")
+    return cells.lazy().join(keys, on=ROW, how="left").select(
         pl.lit(table).alias("table"), pl.col(ROW).alias("row"), "row_key", "column", "rule",
         "reason",
-    ).cast(FAILURE_SCHEMA)
+    ).collect().cast(FAILURE_SCHEMA)

@@ -146,7 +146,7 @@ def _stream(
     # compare with the claim afterwards.
     opened = copy.copy(info)
     opened.file_size = max(info.file_size, limits.max_total_bytes) + 1
-    chunks: list[bytes] = []
+    kept = io.BytesIO()  # grows in place; getvalue() hands over its buffer without a copy
     output = 0
     with zf.open(opened, pwd=pwd) as fh:
         while chunk := fh.read(CHUNK_SIZE):
@@ -155,10 +155,10 @@ def _stream(
             if ratio_exceeded(output, info.compress_size, limits):
                 raise ratio_error
             if keep:
-                chunks.append(chunk)
+                kept.write(chunk)
     if output != info.file_size:
         raise zipfile.BadZipFile("size differs from the header")
-    return b"".join(chunks)
+    return kept.getvalue()
 
 
 def _is_nested_content(content: bytes) -> bool:

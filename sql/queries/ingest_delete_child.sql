@@ -1,1 +1,0 @@
-DELETE FROM children WHERE cluster_id = :cluster_id AND child_pid = :child_pid

@@ -1,1 +1,0 @@
-DELETE FROM episodes WHERE cluster_id = :cluster_id AND episode_pid = :episode_pid

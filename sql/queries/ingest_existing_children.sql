@@ -1,1 +1,0 @@
-SELECT child_pid AS pid FROM children WHERE cluster_id = :cluster_id

@@ -1,1 +1,0 @@
-SELECT episode_pid AS pid FROM episodes WHERE cluster_id = :cluster_id

@@ -1,0 +1,1 @@
+INSERT INTO ingest_keys (kind, pid) VALUES (:kind, :pid)

@@ -1,0 +1,7 @@
+SELECT 'families' AS table_name, COUNT(*) AS orphans FROM families c WHERE c.cluster_id = :cluster_id AND NOT EXISTS (SELECT 1 FROM extracts p WHERE p.cluster_id = c.cluster_id AND p.sha256 = c.extract_sha256)
+UNION ALL SELECT 'children', COUNT(*) FROM children c WHERE c.cluster_id = :cluster_id AND NOT EXISTS (SELECT 1 FROM families p WHERE p.cluster_id = c.cluster_id AND p.family_pid = c.family_pid)
+UNION ALL SELECT 'episodes', COUNT(*) FROM episodes c WHERE c.cluster_id = :cluster_id AND NOT EXISTS (SELECT 1 FROM families p WHERE p.cluster_id = c.cluster_id AND p.family_pid = c.family_pid)
+UNION ALL SELECT 'episode_issues', COUNT(*) FROM episode_issues c WHERE c.cluster_id = :cluster_id AND NOT EXISTS (SELECT 1 FROM episodes p WHERE p.cluster_id = c.cluster_id AND p.episode_pid = c.episode_pid)
+UNION ALL SELECT 'episode_services', COUNT(*) FROM episode_services c WHERE c.cluster_id = :cluster_id AND NOT EXISTS (SELECT 1 FROM episodes p WHERE p.cluster_id = c.cluster_id AND p.episode_pid = c.episode_pid)
+UNION ALL SELECT 'goals', COUNT(*) FROM goals c WHERE c.cluster_id = :cluster_id AND NOT EXISTS (SELECT 1 FROM episodes p WHERE p.cluster_id = c.cluster_id AND p.episode_pid = c.episode_pid)
+UNION ALL SELECT 'specialist_referrals', COUNT(*) FROM specialist_referrals c WHERE c.cluster_id = :cluster_id AND NOT EXISTS (SELECT 1 FROM episodes p WHERE p.cluster_id = c.cluster_id AND p.episode_pid = c.episode_pid)

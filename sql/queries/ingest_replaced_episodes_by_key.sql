@@ -1,0 +1,1 @@
+INSERT INTO ingest_keys (kind, pid) SELECT 'replaced_episodes', e.episode_pid FROM episodes e WHERE e.cluster_id = :cluster_id AND e.episode_pid IN (SELECT k.pid FROM ingest_keys k WHERE k.kind = 'episodes')
