@@ -193,6 +193,9 @@ def test_the_benchmark_runs_the_real_command_and_writes_consistent_figures(tmp_p
     # The figures add up: stages within the wall, Prefect's share the rest, ratios to the same bare read.
     assert run["stage_sum_s"] <= run["wall_s"]
     assert run["prefect_share_s"] == pytest.approx(run["wall_s"] - run["stage_sum_s"])
+    # ... split into before the first stage and after the last, the stages' gaps being the rest.
+    assert run["before_stages_s"] > 0 and run["after_stages_s"] > 0 and run["warm_up_s"] > 0
+    assert run["before_stages_s"] + run["after_stages_s"] <= run["prefect_share_s"] + 0.05
     assert run["whole_ingest_s"] == pytest.approx(sum(run["stages"][s] for s in ingest.WHOLE))
     assert run["whole_ingest_s"] <= run["stage_sum_s"]
     assert run["bare_read_csv_s"] > 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import stat
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import text
@@ -85,3 +86,30 @@ def test_unwritable_home(tmp_path: Path) -> None:
     blocker.write_text("x")
     with pytest.raises(ConfigError, match="not writable"):
         prepare_home(blocker / "var")
+
+
+def test_processes_migrating_one_new_database_at_once_apply_each_migration_once(database_url: str) -> None:
+    # Several workers starting on a new database at the same moment (the many-clusters setup):
+    # every one must finish, and each migration is recorded once.
+    from concurrent.futures import ThreadPoolExecutor
+    from threading import Barrier
+
+    starters = 4
+    barrier = Barrier(starters)
+    engines = [make_engine(database_url) for _ in range(starters)]
+
+    def start(engine: Any) -> list[str]:
+        barrier.wait()
+        return migrate(engine)
+
+    try:
+        with ThreadPoolExecutor(starters) as pool:
+            applied = list(pool.map(start, engines))
+        with engines[0].connect() as conn:
+            versions = [r.version for r in conn.execute(text("SELECT version FROM schema_version"))]
+    finally:
+        for engine in engines:
+            engine.dispose()
+    names = [name for run in applied for name in run]
+    assert len(names) == len(set(names)) == len(versions) == len(set(versions)) >= 8
+    assert sorted(int(name[:4]) for name in names) == sorted(versions)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import wait_for
 
 from cli.main import main
 from tasks.core.flowrun import NothingToDo
@@ -85,6 +86,14 @@ def _runs(cluster: str) -> list[Any]:
             sort=FlowRunSort.EXPECTED_START_TIME_ASC)
 
 
+def _task_runs(flow_run_id: Any) -> list[Any]:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    with get_client(sync_client=True) as client:
+        return client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+
+
 def _logs(flow_run_id: Any) -> list[Any]:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
@@ -141,6 +150,18 @@ def test_states_names_and_artifacts_of_ingest_runs(
         ("ingest (file not found)", "FAILED", missing["error"]),
     ]
     good_run, bad_run = runs[0], runs[1]
+
+    # The flow run carries the cluster; its stage task runs carry no tags (no concurrency-slot call each).
+    assert f"cluster-eval:cluster:{cluster}" in good_run.tags
+    stages = ["check archive", "decrypt", "read", "validate", "pseudonymise", "transform", "load", "report",
+              "publish report"]
+
+    def finished() -> list[Any]:
+        done = [t for t in _task_runs(good_run.id) if t.state and t.state.is_final()]
+        return done if {t.name for t in done} >= set(stages) else []
+
+    task_runs = wait_for("the ingest's task runs", finished)
+    assert {t.name: t.tags for t in task_runs if t.name in stages} == dict.fromkeys(stages, [])
 
     # The rejected run: the reason once at ERROR at flow level, no traceback anywhere (flow or task runs).
     logs = _logs(bad_run.id)

@@ -39,7 +39,6 @@ from sqlalchemy import create_engine, text
 from schemas.codes import CHILDREN, EPISODES, FAMILIES
 from tasks.analysis.study_data import load_study_data
 from tasks.analysis.tables import build_analysis
-from tasks.core.db import make_engine, migrate
 from tasks.core.runtime import run_tags
 from tasks.demo.render import write_extract
 from tasks.demo.synthetic import generate_tables
@@ -218,9 +217,8 @@ def test_six_clusters_on_two_workers_ingest_each_extract_once_into_their_own_row
     _cli({**env, "CLUSTER_EVAL_HOME": str(tmp_path / "deployed")}, REPO,
          "deploy", "--all", "--prefect-file", str(REPO / "deployments" / "prefect.yaml"))
     deployment = httpx.get(f"{api}/deployments/name/{PICK_UP}", timeout=10).json()
-    engine = make_engine(analysis_database)
-    migrate(engine)  # once, before several workers share the database
-    engine.dispose()
+    # The analysis database is new and unmigrated: the first pick-up run migrates it (migrate() takes
+    # turns under an advisory lock, tests/test_database.py).
 
     workers: list[subprocess.Popen[bytes]] = []
     wall: dict[int, float] = {}

@@ -102,28 +102,49 @@ def split_statements(script: str) -> list[str]:
     return statements
 
 
+# Key of the PostgreSQL advisory lock that makes migrations one process at a time ("clev" in hex).
+MIGRATION_LOCK_KEY = 0x636C6576
+
+
 def migrate(engine: Engine) -> list[str]:
-    """Apply every migration not yet recorded in schema_version, each in its own transaction."""
+    """Apply every migration not yet recorded in schema_version, each in its own transaction.
+
+    Processes starting at once on a new database (several workers) take turns: on PostgreSQL a
+    session advisory lock is held for the whole run, since two concurrent ``CREATE TABLE IF NOT
+    EXISTS`` of one table collide there; on SQLite every transaction starts with ``BEGIN
+    IMMEDIATE`` (``make_engine``), so the check of schema_version happens under the write lock.
+    """
     applied: list[str] = []
-    with engine.begin() as conn:
-        conn.execute(text(
-            "CREATE TABLE IF NOT EXISTS schema_version ("
-            " version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
-        ))
-    for version, name, script in _migrations():
-        with engine.begin() as conn:
-            done = conn.execute(
-                text("SELECT 1 FROM schema_version WHERE version = :v"), {"v": version}
-            ).first()
-            if done:
-                continue
-            for statement in split_statements(script):
-                conn.exec_driver_sql(statement)
-            conn.execute(
-                text("INSERT INTO schema_version (version, name, applied_at) VALUES (:v, :n, :t)"),
-                {"v": version, "n": name, "t": datetime.now(UTC).isoformat()},
-            )
-            applied.append(name)
+    with engine.connect() as conn:
+        locked = conn.dialect.name == "postgresql"
+        if locked:
+            conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+            conn.commit()  # the lock belongs to the session and outlives this transaction
+        try:
+            with conn.begin():
+                conn.execute(text(
+                    "CREATE TABLE IF NOT EXISTS schema_version ("
+                    " version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
+                ))
+            for version, name, script in _migrations():
+                with conn.begin():
+                    done = conn.execute(
+                        text("SELECT 1 FROM schema_version WHERE version = :v"), {"v": version}
+                    ).first()
+                    if done:
+                        continue
+                    for statement in split_statements(script):
+                        conn.exec_driver_sql(statement)
+                    conn.execute(
+                        text("INSERT INTO schema_version (version, name, applied_at) VALUES (:v, :n, :t)"),
+                        {"v": version, "n": name, "t": datetime.now(UTC).isoformat()},
+                    )
+                    applied.append(name)
+        finally:
+            if locked and not conn.invalidated:
+                conn.rollback()
+                conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK_KEY})
+                conn.commit()
     return applied
 
 

@@ -226,7 +226,9 @@ def _execute_frame(conn: Connection, statement: Statement, df: pl.DataFrame,
         df = df.with_columns(pl.col(pl.Date).dt.to_string("%Y-%m-%d"))
     names = list(compiled.positiontup or compiled.binds)
     for batch in df.select(names).iter_slices(BATCH_ROWS):
-        params: list[Any] = batch.rows() if compiled.positional else batch.to_dicts()
+        # Column by column, then zipped into rows: faster than DataFrame.rows() (row-wise).
+        params: list[Any] = (list(zip(*(column.to_list() for column in batch.get_columns()), strict=True))
+                             if compiled.positional else batch.to_dicts())
         conn.exec_driver_sql(compiled.string, params)
 
 
@@ -423,7 +425,7 @@ def load_extract(engine: Engine, cluster: str, extract: ExtractFile, analysis: A
                  failures: pl.DataFrame, audit: Mapping[str, AuditValue],
                  flow_run_id: str | None = None) -> bool:
     """Load everything in one transaction; False when the extract was already ingested."""
-    tables = {table: sorted_rows(table, analysis.tables[table]) for table in INSERTS}
+    tables = analysis.tables
     sealed = sealed_contacts(contact_key, cluster, extract.sha256, contacts)
     rows = sum(df.height for df in tables.values()) + sealed.height
     moves: list[Moved] = []
@@ -440,9 +442,9 @@ def load_extract(engine: Engine, cluster: str, extract: ExtractFile, analysis: A
             on_cluster = {"cluster_id": cluster}
             replace_rows(conn, cluster, tables, sealed.get_column("family_pid"))
             from_load = {**on_cluster, "extract_sha256": extract.sha256}
-            for table, insert in INSERTS.items():
+            for table, insert in INSERTS.items():  # one sorted copy at a time: memory
                 constants = {name: from_load[name] for name in LOAD_COLUMNS[table]}
-                _execute_frame(conn, insert, tables[table], constants)
+                _execute_frame(conn, insert, sorted_rows(table, tables[table]), constants)
             _execute_frame(conn, "contacts_insert", sealed, {})
             if not enforced:
                 check_foreign_keys(conn, cluster)

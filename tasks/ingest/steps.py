@@ -24,6 +24,7 @@ from typing import Any, ParamSpec, TypeVar, cast
 from uuid import UUID
 
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.context import TagsContext
 from prefect.utilities.annotations import quote
 
 from tasks.core.errors import InputRejected
@@ -46,7 +47,7 @@ class ExtractRejected(InputRejected):
 
 
 # Benchmarks: when set, each stage appends one JSON line (stage, seconds inside the task, CPU
-# seconds of the process meanwhile, the process's peak RSS so far) to this file. Names and
+# seconds of the process meanwhile, the process's peak RSS so far, its start as Unix time) to this file. Names and
 # figures only, never a value of the extract.
 STAGE_TIMES_ENV = "CLUSTER_EVAL_STAGE_TIMES"
 
@@ -54,7 +55,7 @@ STAGE_TIMES_ENV = "CLUSTER_EVAL_STAGE_TIMES"
 def _timed(name: str, fn: Callable[P, T], into: str) -> Callable[P, T]:
     @functools.wraps(fn)
     def run(*args: P.args, **kwargs: P.kwargs) -> T:
-        start, cpu = time.perf_counter(), time.process_time()
+        started_at, start, cpu = time.time(), time.perf_counter(), time.process_time()
         try:
             return fn(*args, **kwargs)
         finally:
@@ -63,7 +64,7 @@ def _timed(name: str, fn: Callable[P, T], into: str) -> Callable[P, T]:
             peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
             with open(into, "a", encoding="utf-8") as out:
                 out.write(json.dumps({"stage": name, "seconds": seconds, "cpu_seconds": cpu_seconds,
-                                      "peak_rss_mib": peak_mib}) + "\n")
+                                      "peak_rss_mib": peak_mib, "started_at": started_at}) + "\n")
 
     return run
 
@@ -73,10 +74,23 @@ def run_stage_as_task(name: str, fn: Callable[P, T], /, *args: P.args, **kwargs:
 
     The arguments are wrapped in ``quote`` so Prefect does not walk the tables (a million rows)
     looking for futures to wait on: a stage's inputs are never futures.
+    The task run carries no tags (``untagged``).
     """
     into = os.environ.get(STAGE_TIMES_ENV)
     task: Any = as_task(name, _timed(name, fn, into) if into else fn)  # quoted arguments: not P
-    return cast(T, task(*(quote(a) for a in args), **{k: quote(v) for k, v in kwargs.items()}))
+    with untagged():
+        return cast(T, task(*(quote(a) for a in args), **{k: quote(v) for k, v in kwargs.items()}))
+
+
+def untagged() -> TagsContext:
+    """A context whose task runs carry no tags; the flow run keeps its own (the cluster's).
+
+    A tagged task run asks the server for tag concurrency slots before it starts, the one blocking
+    API call of a task. After a stage of more than a few seconds that call met the server's SQLite
+    locked by its own background work, was answered 503 and retried ~2 s later: 8 s of a
+    million-family ingest went to such waits (benchmarks/ingest.py, "Prefect share").
+    """
+    return TagsContext(current_tags=set())
 
 
 def report_keys(cluster: str) -> tuple[str, str, str]:
@@ -104,7 +118,8 @@ def publish_report(report: QualityReport, sha256: str | None, cluster: str, reje
 def report_outcome(outcome: IngestOutcome, cluster: str) -> None:
     """Publish the data-quality report when the run wrote one (never over the last good one when rejected)."""
     if outcome.report is not None:
-        publish_report(outcome.report, outcome.sha256, cluster, outcome.status == "rejected")
+        with untagged():
+            publish_report(outcome.report, outcome.sha256, cluster, outcome.status == "rejected")
 
 
 def summary_line(result: Mapping[str, Any]) -> str:

@@ -108,8 +108,7 @@ def _code_rows(parents: pl.DataFrame, key: str, source: str, target: str) -> pl.
         parents.select(key, pl.col(source).list.unique().alias(target))
         .explode(target)
         .drop_nulls(target)
-        .sort(key, target)
-    )
+    )  # unsorted: the load inserts every table in primary-key order
 
 
 def code_list_tables(tables: dict[str, pl.DataFrame]) -> dict[str, pl.DataFrame]:
