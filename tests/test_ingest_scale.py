@@ -244,6 +244,20 @@ def test_white_space_only_csv_is_empty(data: bytes) -> None:
 # --------------------------------------------------------------------------- validation
 
 
+def _coerced_and_full_rule(table: str, column: str, kind: str, frame: pl.DataFrame
+                           ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """``coerce_table`` of ``frame`` (padded to the table's read columns), the full rule's values
+    and problems of ``column`` (``v``, ``p``), and the type failures found in ``column``."""
+    for name in READ_COLUMNS[table]:
+        if name not in frame.columns:
+            frame = frame.with_columns(pl.lit(None, dtype=pl.String).alias(name))
+    typed, found = coerce_table(table, frame)
+    value, problem = _coerce(column, kind, None)
+    assert problem is not None
+    want = frame.select(value.alias("v"), problem.alias("p"))
+    return typed, want, found.filter(pl.col("column") == column)
+
+
 @pytest.mark.parametrize("cells", [
     ["3", "+4", "-2", "12"],  # all read by the plain cast
     ["3", "5.0", "+6.00", "+-7", "-0", None],  # the full rule reads what the cast cannot
@@ -257,15 +271,8 @@ def test_whole_numbers_read_as_the_full_rule_reads_them(cells: list[str | None])
         **{c: [None] * n for c in ("adults_in_employment", "imd_decile")},
     }, schema_overrides={c: pl.String for c in ("household_size", "adults_in_employment",
                                                   "imd_decile")})
-    for column in READ_COLUMNS[FAMILIES]:
-        if column not in frame.columns:
-            frame = frame.with_columns(pl.lit(None, dtype=pl.String).alias(column))
-    typed, found = coerce_table(FAMILIES, frame)
-    value, problem = _coerce("household_size", "integer", None)
-    assert problem is not None
-    want = frame.select(value.alias("v"), problem.alias("p"))
+    typed, want, bad = _coerced_and_full_rule(FAMILIES, "household_size", "integer", frame)
     assert typed.get_column("household_size").to_list() == want.get_column("v").to_list()
-    bad = found.filter(pl.col("column") == "household_size")
     assert bad.get_column("_row").to_list() == [
         i + 1 for i, p in enumerate(want.get_column("p").to_list()) if p is not None]
     assert set(bad.get_column("reason")) <= {"not a whole number"}
@@ -325,14 +332,7 @@ def test_dates_read_as_the_full_rule_reads_them(cells: list[str | None]) -> None
     n = len(cells)
     frame = pl.DataFrame({"_row": list(range(1, n + 1)), "referral_date": cells},
                          schema_overrides={"referral_date": pl.String})
-    for column in READ_COLUMNS[EPISODES]:
-        if column not in frame.columns:
-            frame = frame.with_columns(pl.lit(None, dtype=pl.String).alias(column))
-    typed, found = coerce_table(EPISODES, frame)
-    value, problem = _coerce("referral_date", "date", None)
-    assert problem is not None
-    want = frame.select(value.alias("v"), problem.alias("p"))
+    typed, want, bad = _coerced_and_full_rule(EPISODES, "referral_date", "date", frame)
     assert typed.get_column("referral_date").to_list() == want.get_column("v").to_list()
-    bad = found.filter(pl.col("column") == "referral_date")
     assert list(bad.select("_row", "reason").iter_rows()) == [
         (i + 1, p) for i, p in enumerate(want.get_column("p").to_list()) if p is not None]

@@ -6,8 +6,8 @@ crypto-shreds every copy, backups included. Plaintext exists only in memory.
 A record's plaintext is ``json.dumps`` of its fields in ``ContactRecord`` order with
 ``separators=(",", ":")`` (ASCII, non-ASCII escaped); the nonce is 12 random bytes and the
 associated data ``<cluster_id>:<family_pid>``. ``seal_contact_frame`` seals a whole ingest's
-contact frame (one row per family, ``CONTACT_FRAME_COLUMNS``) in one vectorised pass with
-exactly the same format, so ``decrypt_contact`` reads both.
+contact frame (one row per family, ``CONTACT_FRAME_COLUMNS``) in one vectorised pass in this
+format, which ``decrypt_contact`` reads.
 """
 
 from __future__ import annotations
@@ -69,14 +69,6 @@ def _aad(cluster_id: str, family_pid: str) -> bytes:
     return f"{cluster_id}:{family_pid}".encode()
 
 
-def encrypt_contact(key: bytes, cluster_id: str, family_pid: str, record: ContactRecord) -> tuple[str, str]:
-    """Encrypt one record; return (nonce, ciphertext) as base64 text."""
-    nonce = os.urandom(NONCE_BYTES)
-    plaintext = json.dumps({f: getattr(record, f) for f in _FIELDS}, separators=(",", ":")).encode("utf-8")
-    sealed = AESGCM(key).encrypt(nonce, plaintext, _aad(cluster_id, family_pid))
-    return base64.b64encode(nonce).decode(), base64.b64encode(sealed).decode()
-
-
 def decrypt_contact(key: bytes, cluster_id: str, family_pid: str, nonce: str, ciphertext: str) -> ContactRecord:
     """Decrypt one record, or raise ConfigError if the key is not the one that sealed it."""
     try:
@@ -88,23 +80,6 @@ def decrypt_contact(key: bytes, cluster_id: str, family_pid: str, nonce: str, ci
     return ContactRecord(**json.loads(plaintext))
 
 
-def seal_contacts(key: bytes, cluster_id: str, extract_sha256: str,
-                  records: Mapping[str, ContactRecord] | pl.DataFrame) -> list[dict[str, str]]:
-    """The ``contacts`` rows (ciphertext only) for the given families (stored by the ingest load).
-
-    ``records`` may also be a contact frame (``seal_contact_frame`` is the faster path for it).
-    """
-    if isinstance(records, pl.DataFrame):
-        return seal_contact_frame(key, cluster_id, extract_sha256, records).to_dicts()
-    kid = key_id(key)
-    params = []
-    for family_pid, record in records.items():
-        nonce, sealed = encrypt_contact(key, cluster_id, family_pid, record)
-        params.append({"cluster_id": cluster_id, "family_pid": family_pid, "key_id": kid,
-                       "nonce": nonce, "ciphertext": sealed, "extract_sha256": extract_sha256})
-    return params
-
-
 def contact_frame(records: Mapping[str, ContactRecord]) -> pl.DataFrame:
     """The contact frame of some records (family_pid + ContactRecord fields, one row each)."""
     schema: dict[str, pl.DataType] = {name: pl.String() for name in CONTACT_FRAME_COLUMNS}
@@ -114,7 +89,7 @@ def contact_frame(records: Mapping[str, ContactRecord]) -> pl.DataFrame:
 
 
 def _plaintexts(frame: pl.DataFrame) -> list[bytes]:
-    """Each row's plaintext, byte for byte what ``encrypt_contact`` would seal."""
+    """Each row's plaintext: ``json.dumps`` of the record, byte for byte (module docstring)."""
     encoded = frame.select(
         pl.struct(
             *(pl.col(f).cast(pl.String) for f in _FIELDS if f != "do_not_contact"),
@@ -138,7 +113,7 @@ def seal_contact_frame(key: bytes, cluster_id: str, extract_sha256: str,
     """The ``contacts`` rows (ciphertext only, ``SEALED_COLUMNS``) of a contact frame.
 
     ``frame`` has one row per family: ``family_pid`` and the ``ContactRecord`` fields
-    (``do_not_contact`` Boolean, never missing). The same format as ``encrypt_contact``: one
+    (``do_not_contact`` Boolean, never missing). The format of the module docstring: one
     AESGCM object, a fresh random nonce per row, sealed a slice at a time (few Python objects).
     """
     seal = AESGCM(key).encrypt

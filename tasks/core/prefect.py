@@ -184,6 +184,9 @@ def launch_ephemeral_server() -> LaunchedServer | None:
     return launched
 
 
+_ADOPTED: set[int] = set()  # ports of launched servers that start_ephemeral_server adopted
+
+
 def discard_unadopted(launched: LaunchedServer) -> None:
     """Stop a launched server that was never adopted (the command failed before its flow); else nothing."""
     if launched.port in _ADOPTED:
@@ -194,9 +197,6 @@ def discard_unadopted(launched: LaunchedServer) -> None:
             launched.process.wait(timeout=10)
     if not launched.lock.closed:
         _release(launched.lock)
-
-
-_ADOPTED: set[int] = set()
 
 
 def start_ephemeral_server(launched: LaunchedServer | None = None) -> None:

@@ -51,14 +51,13 @@ from sqlalchemy.sql.elements import TextClause
 from schemas.codes import CHILDREN, EPISODES, FAMILIES, GOALS, SPECIALIST_REFERRALS
 from schemas.columns import ANALYSIS_COLUMNS, EPISODE_ISSUES, EPISODE_SERVICES
 from tasks.core.audit import AuditValue, append_audit
-from tasks.core.contacts import ContactRecord, seal_contact_frame, seal_contacts
+from tasks.core.contacts import SEALED_COLUMNS, ContactRecord, contact_frame, seal_contact_frame
 from tasks.core.db import query
 from tasks.core.errors import UserFacingError
 from tasks.ingest.transform import AnalysisTables
 
 RAW_EXTRACT = "raw_extract"
 RAW_FILE_MODE = 0o600  # the kept encrypted extract and its sidecar: owner only
-CONTACT_COLUMNS = ("cluster_id", "family_pid", "key_id", "nonce", "ciphertext", "extract_sha256")
 INGESTED = "ingested"
 BATCH_ROWS = 50_000
 CONTACTS = "contacts"
@@ -243,6 +242,15 @@ def _stage_keys(conn: Connection, kind: str, keys: pl.Series) -> None:
     _execute_frame(conn, "ingest_keys_insert", frame, {})
 
 
+@contextmanager
+def _staged_keys(conn: Connection) -> Iterator[None]:
+    """An empty temporary table ``ingest_keys`` for the caller's keys, emptied again afterwards."""
+    conn.execute(query("ingest_keys_create"))
+    conn.execute(query("ingest_keys_clear"))
+    yield
+    conn.execute(query("ingest_keys_clear"))
+
+
 def _stored(conn: Connection, cluster: str) -> dict[str, bool]:
     """Which replaceable tables (and the contact store) hold rows of this cluster."""
     row = conn.execute(query("ingest_stored_counts"), {"cluster_id": cluster}).one()
@@ -255,19 +263,17 @@ def replace_rows(conn: Connection, cluster: str, tables: Mapping[str, pl.DataFra
     stored = _stored(conn, cluster)
     if not any(stored.values()):  # a cluster's first extract: nothing to replace
         return
-    conn.execute(query("ingest_keys_create"))
-    conn.execute(query("ingest_keys_clear"))
-    for table in REPLACEABLE:
-        if stored[table] or (table == FAMILIES and stored[EPISODES]):
-            _stage_keys(conn, table, tables[table].get_column(PRIMARY_KEYS[table][0]))
-    if stored[CONTACTS]:
-        _stage_keys(conn, CONTACTS, contact_pids)
     on_cluster = {"cluster_id": cluster}
-    for statement in (*REPLACE_EPISODES, *REPLACE_DELETES):
-        conn.execute(query(statement), on_cluster)
-    if stored[CONTACTS]:
-        conn.execute(query("ingest_replace_contacts"), on_cluster)
-    conn.execute(query("ingest_keys_clear"))
+    with _staged_keys(conn):
+        for table in REPLACEABLE:
+            if stored[table] or (table == FAMILIES and stored[EPISODES]):
+                _stage_keys(conn, table, tables[table].get_column(PRIMARY_KEYS[table][0]))
+        if stored[CONTACTS]:
+            _stage_keys(conn, CONTACTS, contact_pids)
+        for statement in (*REPLACE_EPISODES, *REPLACE_DELETES):
+            conn.execute(query(statement), on_cluster)
+        if stored[CONTACTS]:
+            conn.execute(query("ingest_replace_contacts"), on_cluster)
 
 
 class OrphanRows(UserFacingError):
@@ -334,12 +340,8 @@ def _restore_pragmas(conn: Connection, foreign_keys: int, cache_size: int) -> No
 def sealed_contacts(key: bytes, cluster: str, extract_sha256: str,
                     contacts: pl.DataFrame | Mapping[str, ContactRecord]) -> pl.DataFrame:
     """The ``contacts`` rows (ciphertexts only) for a frame or a mapping of contact records."""
-    if isinstance(contacts, pl.DataFrame):
-        return seal_contact_frame(key, cluster, extract_sha256, contacts).select(
-            CONTACT_COLUMNS).sort("family_pid")
-    sealed = pl.DataFrame(seal_contacts(key, cluster, extract_sha256, contacts),
-                          schema=dict.fromkeys(CONTACT_COLUMNS, pl.String))
-    return sealed.sort("family_pid")
+    frame = contacts if isinstance(contacts, pl.DataFrame) else contact_frame(contacts)
+    return seal_contact_frame(key, cluster, extract_sha256, frame).select(SEALED_COLUMNS).sort("family_pid")
 
 
 class MoveFailed(UserFacingError):
@@ -485,11 +487,9 @@ def store_contacts(conn: Connection, key: bytes, cluster: str, extract_sha256: s
     """Seal the families' contact records and replace their stored ones in the caller's transaction."""
     sealed = sealed_contacts(key, cluster, extract_sha256, records)
     if _stored(conn, cluster)[CONTACTS]:
-        conn.execute(query("ingest_keys_create"))
-        conn.execute(query("ingest_keys_clear"))
-        _stage_keys(conn, CONTACTS, sealed.get_column("family_pid"))
-        conn.execute(query("ingest_replace_contacts"), {"cluster_id": cluster})
-        conn.execute(query("ingest_keys_clear"))
+        with _staged_keys(conn):
+            _stage_keys(conn, CONTACTS, sealed.get_column("family_pid"))
+            conn.execute(query("ingest_replace_contacts"), {"cluster_id": cluster})
     _execute_frame(conn, "contacts_insert", sealed, {})
     return sealed.height
 

@@ -47,8 +47,8 @@ class ExtractRejected(InputRejected):
 
 
 # Benchmarks: when set, each stage appends one JSON line (stage, seconds inside the task, CPU
-# seconds of the process meanwhile, the process's peak RSS so far, its start as Unix time) to this file. Names and
-# figures only, never a value of the extract.
+# seconds of the process meanwhile, the process's peak RSS so far, its start as Unix time) to
+# this file. Names and figures only, never a value of the extract.
 STAGE_TIMES_ENV = "CLUSTER_EVAL_STAGE_TIMES"
 
 
